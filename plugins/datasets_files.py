@@ -1,0 +1,90 @@
+"""Local files and Hugging Face Hub datasets, both through HF ``datasets.load_dataset``.
+
+- ``source = "file:path/to/data.jsonl"`` (also ``.json``, ``.parquet``, ``.csv``), path
+  relative to the current directory;
+- ``source = "hf:owner/name"`` (``data.options.name`` picks a config), needs the network
+  or a populated HF cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reasonlab import hookimpl
+from reasonlab.errors import DataError
+
+_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _path(arg: str) -> Path:
+    if not arg:
+        raise DataError("file: source needs a path", hint='e.g. source = "file:data/train.jsonl"')
+    return Path(arg)
+
+
+def check_file(arg: str, spec) -> None:
+    path = _path(arg)
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist", hint="paths are relative to the current directory")
+    if path.suffix not in _BUILDERS:
+        raise DataError(f"unsupported file type {path.suffix!r}", where=str(path), hint=f"use one of {', '.join(_BUILDERS)}")
+
+
+def _find_bad_jsonl_row(path: Path) -> DataError | None:
+    """Re-read a JSONL file to name the first row HF could not parse."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return DataError("not UTF-8 text", where=f"{path}:{number}")
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                return DataError(f"invalid JSON: {exc.msg}", where=f"{path}:{number}")
+            if not isinstance(row, dict):
+                return DataError(f"row is a {type(row).__name__}, not a JSON object", where=f"{path}:{number}")
+    return None
+
+
+def load_file(arg: str, spec) -> list[dict]:
+    import datasets
+
+    check_file(arg, spec)
+    path = _path(arg)
+    if path.suffix == ".jsonl":
+        bad = _find_bad_jsonl_row(path)  # clearer than the builder's error, and names the row
+        if bad:
+            raise bad
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
+    except Exception as exc:
+        raise DataError(f"could not read: {type(exc).__name__}: {exc}", where=str(path)) from exc
+    return ds.to_list()
+
+
+def load_hub(arg: str, spec) -> list[dict]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(arg, spec.options.get("name"), split=spec.split)
+    except Exception as exc:
+        raise DataError(
+            f"could not load {arg!r} split {spec.split!r} from the Hugging Face Hub: {type(exc).__name__}: {exc}",
+            hint='without network access, save it as JSONL and use source = "file:PATH"',
+        ) from exc
+    return ds.to_list()
+
+
+load_file.check = check_file
+
+
+@hookimpl
+def register_datasets(register):
+    register("file", load_file)
+    register("hf", load_hub)

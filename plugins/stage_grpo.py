@@ -1,0 +1,152 @@
+"""``kind = "grpo"``: GRPO with Tunix's GRPOLearner on an RLCluster (vanilla rollout).
+
+Recipe keys (besides ``TrainingStageConfig``): ``num_generations`` (G), ``beta`` (KL
+to the reference), ``epsilon`` (clip), ``temperature``/``top_k``/``top_p`` (rollout
+sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
+``reasonlab.rewards.CompositeReward``), ``reward_fallback``/``fail_fast`` (what a
+failing reward gives), ``max_grad_norm``. ``batch_size`` counts prompts per step.
+
+With LoRA the reference model is the frozen backbone under the adapters (no copy);
+without LoRA it is a copy of the model as the stage starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from reasonlab import hookimpl
+from reasonlab.data import apply_length_budget, render_prompt, require_columns
+from reasonlab.errors import DataError
+from reasonlab.rewards import CompositeReward
+from reasonlab.schema import RewardSpec
+from reasonlab.stage import StageResult, TrainingStageConfig
+
+
+class GRPOConfig(TrainingStageConfig):
+    batch_size: PositiveInt = 2
+    learning_rate: PositiveFloat = 1e-5
+    num_generations: int = Field(4, ge=2)
+    beta: float = Field(0.04, ge=0.0)
+    epsilon: PositiveFloat = 0.2
+    temperature: PositiveFloat = 0.7
+    top_k: PositiveInt | None = 50
+    top_p: float | None = Field(0.9, gt=0.0, le=1.0)
+    max_grad_norm: PositiveFloat | None = 0.1
+    rewards: list[RewardSpec] = Field(min_length=1)
+    reward_fallback: float = 0.0
+    fail_fast: bool = False
+    max_prompt_tokens: PositiveInt = 128
+    max_completion_tokens: PositiveInt = 128
+
+
+def _column_value(value):
+    """Columns must batch into numpy arrays: nested values travel as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def prompt_records(rows, cfg, tokenizer):
+    records = [{"prompts": render_prompt(r, cfg.data), **{k: _column_value(v) for k, v in r.items()}} for r in rows]
+    lengths = [(len(tokenizer.encode(r["prompts"])) + 1,) for r in records]
+    return apply_length_budget(records, lengths, (cfg.max_prompt_tokens,))
+
+
+def training_batches(records, cfg, seed: int):
+    import grain
+
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < cfg.steps * cfg.batch_size:
+        order += rng.permutation(len(records)).tolist()
+    chosen = [records[i] for i in order[: cfg.steps * cfg.batch_size]]
+    return grain.MapDataset.source(chosen).batch(cfg.batch_size)
+
+
+class GRPOStage:
+    Config = GRPOConfig
+
+    def run(self, ctx) -> StageResult:
+        import jax
+        import optax
+        from flax import nnx
+        from tunix.rl import rl_cluster as rl_cluster_lib
+        from tunix.rl.grpo import grpo_learner
+        from tunix.rl.rollout import base_rollout
+
+        from reasonlab.modeling import single_device_mesh
+        from reasonlab.tunix_bridge import checkpoint_options, metrics_options
+
+        cfg: GRPOConfig = ctx.config
+        bundle = ctx.model
+        rows = ctx.load_rows(cfg.data)
+        require_columns(rows, [cfg.data.question_field], cfg.data)
+        budget = prompt_records(rows, cfg, bundle.tokenizer)
+        ctx.log({"data/rows": len(rows), "data/dropped_overlength": budget.dropped}, 0)
+        if not budget.kept:
+            raise DataError(f"all {len(rows)} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
+                            where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
+
+        mesh = single_device_mesh()
+        reference = bundle.base if bundle.lora else nnx.clone(bundle.model)
+        schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(int(cfg.steps * cfg.warmup_ratio), 1),
+                                                      max(cfg.steps, 2), cfg.learning_rate * 0.1)
+        optimizer = optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.1)
+        if cfg.max_grad_norm:
+            optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optimizer)
+        rollout = base_rollout.RolloutConfig(
+            max_tokens_to_generate=cfg.max_completion_tokens,
+            max_prompt_length=cfg.max_prompt_tokens,
+            kv_cache_size=cfg.max_prompt_tokens + cfg.max_completion_tokens + 8,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            eos_tokens=bundle.stop_ids or None,
+            seed=ctx.seed,  # an int: a fresh key per call (a key array is donated after one use)
+        )
+        cluster_config = rl_cluster_lib.ClusterConfig(
+            role_to_mesh={rl_cluster_lib.Role.ACTOR: mesh, rl_cluster_lib.Role.REFERENCE: mesh,
+                          rl_cluster_lib.Role.ROLLOUT: mesh},
+            rollout_engine="vanilla",
+            offload_to_cpu=False,
+            training_config=rl_cluster_lib.RLTrainingConfig(
+                actor_optimizer=optimizer,
+                eval_every_n_steps=cfg.steps + 1,
+                max_steps=cfg.steps,
+                checkpoint_root_directory=str(ctx.checkpoint_dir.absolute()),
+                checkpointing_options=checkpoint_options(cfg.checkpoint_every or cfg.steps),
+                metrics_logging_options=metrics_options(ctx.log, ctx.dir / "tunix"),
+                pbar_description=None,
+            ),
+            rollout_config=rollout,
+        )
+        step = {"n": 0}
+
+        def log_rewards(metrics):
+            step["n"] += 1
+            ctx.log(metrics, step["n"])
+
+        reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
+                                 fail_fast=cfg.fail_fast, on_metrics=log_rewards)
+        cluster = rl_cluster_lib.RLCluster(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
+                                           cluster_config=cluster_config)
+        learner = grpo_learner.GRPOLearner(
+            rl_cluster=cluster,
+            algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=1,
+                                                beta=cfg.beta, epsilon=cfg.epsilon),
+            reward_fns=[reward],
+        )
+        try:
+            with mesh:
+                learner.train(training_batches(budget.kept, cfg, ctx.seed))
+        finally:
+            reward.close()
+        trained = cluster.actor_trainer.model
+        bundle.model = trained
+        return StageResult(bundle, {"steps": float(cluster.actor_trainer.train_steps)})
+
+
+@hookimpl
+def register_stages(register):
+    register("grpo", GRPOStage)

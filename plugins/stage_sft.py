@@ -1,0 +1,125 @@
+"""``kind = "sft"``: supervised fine-tuning with Tunix's PeftTrainer.
+
+Trains LoRA params when the recipe's ``[model.lora]`` is set, else all params. The
+loss covers completion tokens only (``loss``, default "cross_entropy", from the loss
+plugins). Every batch has the same shape (prompt + completion budget), so XLA
+compiles the step once. Recipe keys: see ``TrainingStageConfig`` and ``SFTConfig``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+
+from reasonlab import hookimpl
+from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
+from reasonlab.errors import DataError
+from reasonlab.schema import PluginRef
+from reasonlab.stage import StageResult, TrainingStageConfig
+
+
+class SFTConfig(TrainingStageConfig):
+    loss: Annotated[str, PluginRef("losses")] = "cross_entropy"
+
+
+def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: int):
+    """(prompt ids with bos, completion ids with eos) per row, over-long rows dropped."""
+    pairs = [
+        ([tokenizer.bos_id(), *tokenizer.encode(render_prompt(r, spec))], [*tokenizer.encode(render_target(r, spec)), tokenizer.eos_id()])
+        for r in rows
+    ]
+    return apply_length_budget(pairs, [(len(p), len(c)) for p, c in pairs], (max_prompt, max_completion))
+
+
+def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int):
+    """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask."""
+    from tunix.sft.peft_trainer import TrainingInput
+
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        while len(order) < batch_size:
+            order += rng.permutation(len(pairs)).tolist()
+        chosen, order = order[:batch_size], order[batch_size:]
+        tokens = np.zeros((batch_size, seq_len), np.int32)
+        mask = np.zeros((batch_size, seq_len), np.int32)
+        for row, index in enumerate(chosen):
+            prompt, completion = pairs[index]
+            tokens[row, : len(prompt) + len(completion)] = prompt + completion
+            mask[row, len(prompt): len(prompt) + len(completion)] = 1
+        yield TrainingInput(input_tokens=tokens, input_mask=mask)
+
+
+def model_inputs(pad_id: int):
+    from tunix.sft import utils as sft_utils
+
+    def gen(x):
+        padding = x.input_tokens != pad_id
+        return {
+            "input_tokens": x.input_tokens,
+            "input_mask": x.input_mask,
+            "positions": sft_utils.build_positions_from_mask(padding),
+            "attention_mask": sft_utils.make_causal_attn_mask(padding),
+        }
+
+    return gen
+
+
+def optimizer(cfg):
+    import optax
+
+    warmup = int(cfg.steps * cfg.warmup_ratio)
+    schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else cfg.learning_rate, cfg.learning_rate,
+                                                  max(warmup, 1), max(cfg.steps, warmup + 1), cfg.learning_rate * 0.1)
+    return optax.adamw(schedule)
+
+
+class SFTStage:
+    Config = SFTConfig
+
+    def run(self, ctx) -> StageResult:
+        from tunix.sft import metrics_logger, peft_trainer
+
+        from reasonlab.tunix_bridge import checkpoint_options, metrics_options
+
+        cfg: SFTConfig = ctx.config
+        bundle = ctx.model
+        rows = ctx.load_rows(cfg.data)
+        columns = [cfg.data.question_field] + ([cfg.data.completion_field] if cfg.data.completion_field
+                                               else [cfg.data.reasoning_field, cfg.data.answer_field])
+        require_columns(rows, columns, cfg.data)
+        budget = tokenize_examples(rows, cfg.data, bundle.tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens)
+        ctx.log({"data/rows": len(rows), "data/dropped_overlength": budget.dropped}, 0)
+        if not budget.kept:
+            raise DataError(f"all {len(rows)} rows exceed the length budget "
+                            f"({cfg.max_prompt_tokens} prompt / {cfg.max_completion_tokens} completion tokens)",
+                            where=f"stages.{ctx.name}", hint="raise max_prompt_tokens / max_completion_tokens")
+        trainer = peft_trainer.PeftTrainer(
+            bundle.model,
+            optimizer(cfg),
+            peft_trainer.TrainingConfig(
+                eval_every_n_steps=cfg.steps + 1,
+                max_steps=cfg.steps,
+                checkpoint_root_directory=str(ctx.checkpoint_dir.absolute()),
+                checkpointing_options=checkpoint_options(cfg.checkpoint_every or cfg.steps),
+                metrics_logging_options=metrics_options(ctx.log, ctx.dir / "tunix"),
+                pbar_description=None,
+            ),
+        )
+        loss_fn = ctx.registry("losses").get(cfg.loss)
+        trainer = trainer.with_gen_model_input_fn(model_inputs(bundle.tokenizer.pad_id())).with_loss_fn(loss_fn)
+        seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens
+        try:
+            trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed))  # closes itself
+        except BaseException:
+            trainer.close()  # flush metrics and release the listener before the error propagates
+            raise
+        losses = trainer.metrics_logger.get_metric_history("", "loss", metrics_logger.Mode.TRAIN)
+        return StageResult(bundle, {"first_loss": float(losses[0]), "final_loss": float(losses[-1]),
+                                    "dropped_overlength": budget.dropped})
+
+
+@hookimpl
+def register_stages(register):
+    register("sft", SFTStage)

@@ -1,0 +1,82 @@
+"""``[tracking.wandb]``: one W&B run per stage.
+
+group = "<recipe>-<run id>", job_type = the stage name, config = the resolved recipe,
+tags = the recipe's tags. Options: ``project`` (default "reasonlab"), ``entity``,
+``mode`` ("online" | "offline" | "disabled"). Without a mode, W&B runs online when an
+API key is configured (``WANDB_API_KEY`` or ``wandb login``) and offline otherwise;
+``WANDB_MODE`` in the environment wins over both. Files go to ``<run dir>/wandb``.
+Metrics are logged against ``stage_step`` so stages that log out of order lose nothing.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+
+from reasonlab import hookimpl
+
+
+def api_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_mode(options: dict) -> str:
+    return os.environ.get("WANDB_MODE") or options.get("mode") or ("online" if api_key_configured() else "offline")
+
+
+class WandbTracker:
+    def __init__(self, options: dict, run):
+        unknown = set(options) - {"project", "entity", "mode", "tags"}
+        if unknown:
+            from reasonlab.errors import RecipeError
+
+            raise RecipeError(f"tracking.wandb: unknown option(s) {', '.join(sorted(unknown))}",
+                              hint="known: project, entity, mode, tags")
+        self.options = options
+        self.run_info = run
+        self._run = None
+
+    def start_stage(self, stage: str, kind: str) -> None:
+        import wandb
+
+        info = self.run_info
+        self._run = wandb.init(
+            project=self.options.get("project", "reasonlab"),
+            entity=self.options.get("entity"),
+            group=f"{info.recipe}-{info.run_id}",
+            job_type=stage,
+            name=f"{info.recipe}-{info.run_id}-{stage}",
+            config={"recipe": info.config, "stage": stage, "kind": kind, "profile": info.profile},
+            tags=[*info.tags, *self.options.get("tags", [])],
+            dir=str(info.dir),
+            mode=resolve_mode(self.options),
+            reinit="create_new",
+            settings=wandb.Settings(console="off", silent=True),
+        )
+        self._run.define_metric("stage_step")
+        self._run.define_metric("*", step_metric="stage_step")
+
+    def log(self, metrics: dict, step: int) -> None:
+        if self._run is not None:
+            self._run.log({"stage_step": step, **metrics})
+
+    def end_stage(self, summary: dict) -> None:
+        if self._run is not None:
+            self._run.summary.update(summary)
+            self._run.finish()
+            self._run = None
+
+    def close(self) -> None:
+        if self._run is not None:
+            self._run.finish(exit_code=1)
+            self._run = None
+
+
+@hookimpl
+def register_trackers(register):
+    register("wandb", WandbTracker)

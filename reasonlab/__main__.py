@@ -1,0 +1,3 @@
+from reasonlab.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The ``reasonlab`` command line.
+
+``show``, ``validate`` and ``plugins`` never import JAX (a test checks), so they answer
+in well under a second. Errors a user can fix print as one message and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from reasonlab import __version__
+from reasonlab.errors import ReasonlabError
+
+RUNS_DIR_ENV = "REASONLAB_RUNS_DIR"
+
+
+def _plugins(ctx: click.Context):
+    from reasonlab.plugins import get_plugins
+
+    return get_plugins(ctx.obj.get("plugins_dir") if ctx.obj else None)
+
+
+def _load(ctx, recipe_path, profile, overrides):
+    from reasonlab.recipe import load_recipe
+
+    return load_recipe(recipe_path, profile, tuple(overrides), _plugins(ctx))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reasonlab")
+@click.option("--plugins-dir", type=click.Path(file_okay=False), envvar="REASONLAB_PLUGINS_DIR",
+              help="Also load every *.py file in this folder as a plugin.")
+@click.pass_context
+def cli(ctx, plugins_dir):
+    """Post-train small LLMs to reason in <reasoning>/<answer> format, recipe by recipe."""
+    ctx.ensure_object(dict)
+    ctx.obj["plugins_dir"] = plugins_dir
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--profile", "-p", help="Overlay [profiles.NAME] (e.g. cpu, tiny).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=lambda: os.environ.get(RUNS_DIR_ENV, "runs"),
+              show_default="runs", help="Where run directories are created.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@click.pass_context
+def run(ctx, recipe, overrides, profile, runs_dir, no_progress):
+    """Run every stage of RECIPE. OVERRIDES are key=value, e.g. stages.sft.steps=10."""
+    from reasonlab.runner import Runner
+
+    loaded = _load(ctx, recipe, profile, overrides)
+    runner = Runner.create(loaded, _plugins(ctx), Path(runs_dir), progress=not no_progress)
+    click.echo(f"run directory: {runner.dir}", err=True)
+    summary = runner.run()
+    _print_summary(runner.dir, summary)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def resume(ctx, run_dir, no_progress):
+    """Continue RUN_DIR: finished stages are skipped, an interrupted one restarts from its checkpoint."""
+    from reasonlab.recipe import load_recipe
+    from reasonlab.runner import Runner
+
+    run_path = Path(run_dir)
+    if not (run_path / "state.json").exists() or not (run_path / "recipe.toml").exists():
+        raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=run_dir)
+    loaded = load_recipe(run_path / "recipe.toml", plugins=_plugins(ctx))
+    summary = Runner(loaded, _plugins(ctx), run_path, progress=not no_progress).run()
+    _print_summary(run_path, summary)
+
+
+def _print_summary(run_dir: Path, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {run_dir}")
+    table.add_column("stage")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for stage, metrics in summary.items():
+        for key, value in metrics.items():
+            table.add_row(stage, key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--profile", "-p")
+@click.pass_context
+def show(ctx, recipe, overrides, profile):
+    """Print RECIPE resolved (profile and overrides applied) as TOML."""
+    import tomli_w
+
+    loaded = _load(ctx, recipe, profile, overrides)
+    click.echo(tomli_w.dumps(loaded.resolved), nl=False)
+
+
+@cli.command()
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--profile", "-p", help="Validate only this profile (default: the base and every profile).")
+@click.pass_context
+def validate(ctx, recipes, profile):
+    """Check recipes: schema, plugin names, readable data. Does not import JAX."""
+    from reasonlab.recipe import read_toml
+    from reasonlab.validate import check_data
+
+    failures = 0
+    for path in recipes:
+        profiles = [profile] if profile else [None, *read_toml(Path(path)).get("profiles", {})]
+        for name in profiles:
+            label = f"{path}" + (f" --profile {name}" if name else "")
+            try:
+                check_data(_load(ctx, path, name, ()), _plugins(ctx))
+            except ReasonlabError as exc:
+                failures += 1
+                click.secho(f"✗ {label}\n{exc}", fg="red", err=True)
+                continue
+            click.echo(f"✓ {label}")
+    if failures:
+        raise SystemExit(2)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx, as_json):
+    """List loaded plugins and what each registers."""
+    if ctx.invoked_subcommand:
+        return
+    rows = _plugins(ctx).describe()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  ({row['distribution']})")
+        for kind, names in row["registers"].items():
+            click.echo(f"    {kind}: {', '.join(names)}")
+
+
+def main(argv=None) -> None:
+    from reasonlab.plugins import get_plugins
+
+    try:
+        get_plugins().pm.hook.register_commands(cli=cli)
+        cli.main(args=argv, prog_name="reasonlab", standalone_mode=False)
+    except ReasonlabError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise

@@ -1,0 +1,62 @@
+"""Turning dataset rows into prompts and targets, and the length budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reasonlab.errors import DataError
+from reasonlab.format import format_target
+from reasonlab.schema import DataSpec
+
+DEFAULT_TEMPLATE = (
+    "Answer the question. First think step by step inside <reasoning></reasoning>, "
+    "then give only the final answer inside <answer></answer>.\n"
+    "Question: {question}\n"
+)
+
+
+def load_rows(spec: DataSpec, plugins) -> list[dict]:
+    """Rows from the dataset plugin named by ``spec.source`` ("name:arg")."""
+    name, _, arg = spec.source.partition(":")
+    loader = plugins.registry("datasets").get(name)
+    rows = loader(arg, spec)
+    if not rows:
+        raise DataError(f"dataset {spec.source!r} (split {spec.split!r}) has no rows", hint="check the source and split")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"row {i} is a {type(row).__name__}, not an object", where=spec.source)
+    return rows[: spec.limit] if spec.limit else rows
+
+
+def require_columns(rows: list[dict], columns: list[str], spec: DataSpec) -> None:
+    for i, row in enumerate(rows):
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise DataError(
+                f"row {i} lacks column(s) {', '.join(map(repr, missing))}; it has {', '.join(map(repr, row))}",
+                where=spec.source,
+                hint="map the columns with data.question_field / answer_field / reasoning_field / completion_field",
+            )
+
+
+def render_prompt(row: dict, spec: DataSpec) -> str:
+    template = spec.template or DEFAULT_TEMPLATE
+    return template.format(question=row[spec.question_field])
+
+
+def render_target(row: dict, spec: DataSpec) -> str:
+    if spec.completion_field:
+        return str(row[spec.completion_field])
+    return format_target(str(row[spec.reasoning_field]), str(row[spec.answer_field]))
+
+
+@dataclass
+class Budgeted:
+    kept: list
+    dropped: int
+
+
+def apply_length_budget(items: list, lengths: list[tuple[int, ...]], limits: tuple[int, ...]) -> Budgeted:
+    """Keep items whose every length fits its limit. Over-long items are dropped, never truncated."""
+    kept = [item for item, lens in zip(items, lengths) if all(n <= lim for n, lim in zip(lens, limits))]
+    return Budgeted(kept, len(items) - len(kept))

@@ -1,0 +1,81 @@
+"""The model a run carries from stage to stage, LoRA, and orbax save/restore.
+
+Heavy imports (JAX, Flax, qwix, orbax) happen inside functions so the CLI's
+light commands never load them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelBundle:
+    """A Flax NNX model and its tokenizer.
+
+    ``model`` is what trains (LoRA-wrapped when the recipe asks for LoRA); ``base``
+    is the frozen backbone under the LoRA, shared as the reference model.
+    The tokenizer has ``encode``, ``decode``, ``bos_id``, ``eos_id``, ``pad_id``
+    (Tunix's TokenizerAdapter contract); ``pad_id`` must be 0.
+    """
+
+    model: Any
+    tokenizer: Any
+    preset: str
+    stop_ids: list[int] = field(default_factory=list)
+    base: Any = None
+
+    @property
+    def lora(self) -> bool:
+        return self.base is not None
+
+
+def single_device_mesh():
+    """A (fsdp=1, tp=1) mesh with Auto axes (Explicit axes break Gemma's embedding gather)."""
+    import jax
+    from jax.sharding import AxisType
+
+    return jax.make_mesh((1, 1), ("fsdp", "tp"), axis_types=(AxisType.Auto, AxisType.Auto), devices=jax.devices()[:1])
+
+
+def apply_lora(bundle: ModelBundle, spec, seed: int) -> ModelBundle:
+    """Wrap the model's projections in LoRA adapters (qwix); the backbone stays shared."""
+    import qwix
+    from flax import nnx
+
+    provider = qwix.LoraProvider(module_path=spec.modules, rank=spec.rank, alpha=float(spec.alpha))
+    lora_model = qwix.apply_lora_to_model(bundle.model, provider, rngs=nnx.Rngs(seed), **bundle.model.get_model_input())
+    return ModelBundle(lora_model, bundle.tokenizer, bundle.preset, bundle.stop_ids, base=bundle.model)
+
+
+def _trainable_state(bundle: ModelBundle):
+    from flax import nnx
+
+    return nnx.state(bundle.model, nnx.LoRAParam if bundle.lora else nnx.Param)
+
+
+def save_trainable(bundle: ModelBundle, path: Path) -> None:
+    """Write the trainable parameters (LoRA or full) as an orbax checkpoint at ``path``."""
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(Path(path).absolute(), nnx.to_pure_dict(_trainable_state(bundle)))
+        checkpointer.wait_until_finished()
+
+
+def restore_trainable(bundle: ModelBundle, path: Path) -> ModelBundle:
+    """Load parameters written by ``save_trainable`` into the bundle's model."""
+    import jax
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    state = _trainable_state(bundle)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(Path(path).absolute(), target)
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(bundle.model, state)
+    return bundle

@@ -1,0 +1,159 @@
+"""The runner: a run directory, the stages in order, each stage's model feeding the next.
+
+Run directory (``runs/<recipe>/<timestamp>/``)::
+
+    recipe.toml        the resolved recipe (profile and overrides applied)
+    environment.json   versions, platform, command line
+    state.json         each stage's status; "resume" reads it
+    metrics.jsonl      every metric record of every stage
+    stages/<name>/     checkpoints/ (Tunix's orbax manager), final/ (trainable params), samples.jsonl
+    summary.json       headline metrics per stage
+    wandb/             W&B files when the wandb tracker is on
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from reasonlab.errors import ReasonlabError
+from reasonlab.progress import RunProgress
+from reasonlab.stage import StageContext
+from reasonlab.tracking import MetricsHub, RunInfo
+
+RECORDED_PACKAGES = ("reasonlab", "google-tunix", "jax", "jaxlib", "flax", "qwix", "optax", "orbax-checkpoint",
+                     "grain", "wandb", "datasets", "pluggy")
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: a reader never sees a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def environment() -> dict:
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "argv": sys.argv, "packages": versions}
+
+
+def new_run_dir(root: Path, recipe_name: str) -> Path:
+    base = root / recipe_name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise ReasonlabError(f"could not create a run directory under {base}")
+
+
+class Runner:
+    def __init__(self, recipe, plugins, run_dir: Path, progress: bool = True):
+        self.recipe = recipe
+        self.plugins = plugins
+        self.dir = run_dir
+        self.state_path = run_dir / "state.json"
+        self.show_progress = progress
+
+    @classmethod
+    def create(cls, recipe, plugins, runs_root: Path, progress: bool = True) -> "Runner":
+        import tomli_w
+
+        run_dir = new_run_dir(Path(runs_root), recipe.name)
+        (run_dir / "recipe.toml").write_text(tomli_w.dumps(recipe.resolved), encoding="utf-8")
+        write_json(run_dir / "environment.json", {**environment(), "profile": recipe.profile, "source": str(recipe.path)})
+        runner = cls(recipe, plugins, run_dir, progress)
+        write_json(runner.state_path, {"status": "created", "stages": {s.name: {"status": "pending"} for s in recipe.stages}})
+        return runner
+
+    # -- state ---------------------------------------------------------
+    def read_state(self) -> dict:
+        return json.loads(self.state_path.read_text(encoding="utf-8"))
+
+    def _set_state(self, status: str | None = None, stage: str | None = None, **fields) -> None:
+        state = self.read_state()
+        if status:
+            state["status"] = status
+        if stage:
+            state["stages"].setdefault(stage, {}).update(fields)
+        else:
+            state.update(fields)
+        write_json(self.state_path, state)
+
+    # -- running -------------------------------------------------------
+    def run(self) -> dict:
+        from reasonlab.modeling import apply_lora, restore_trainable
+
+        recipe = self.recipe
+        hook = self.plugins.pm.hook
+        info = RunInfo(recipe=recipe.name, run_id=self.dir.name, dir=self.dir, config=recipe.resolved,
+                       tags=list(recipe.info.tags), profile=recipe.profile)
+        trackers = [self.plugins.registry("trackers").get(name)(options, info)
+                    for name, options in recipe.tracking.items() if name != "jsonl"]
+        state = self.read_state()
+        summary: dict = json.loads((self.dir / "summary.json").read_text()) if (self.dir / "summary.json").exists() else {}
+        with RunProgress(self.show_progress) as progress:
+            hub = MetricsHub(info, trackers, hook, progress)
+            try:
+                self._set_state("running")
+                hook.on_run_start(run=info)
+                bundle = self._load_model()
+                if recipe.model.lora:
+                    bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
+                for index, stage in enumerate(recipe.stages):
+                    final = self.dir / "stages" / stage.name / "final"
+                    if state["stages"].get(stage.name, {}).get("status") == "done" and final.exists():
+                        bundle = restore_trainable(bundle, final)  # finished in an earlier session
+                        continue
+                    bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info)
+                    summary[stage.name] = metrics
+                    write_json(self.dir / "summary.json", summary)
+                self._set_state("done", finished=time.time())
+                hook.on_run_end(run=info, summary=summary)
+            except BaseException as exc:
+                self._set_state("failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                hub.close()
+        return summary
+
+    def _load_model(self):
+        spec = self.recipe.model
+        return self.plugins.registry("models").get(spec.preset)(spec)
+
+    def _run_stage(self, index, stage, bundle, hub, progress, info):
+        from reasonlab.modeling import save_trainable
+
+        hook = self.plugins.pm.hook
+        stage_dir = self.dir / "stages" / stage.name
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        self._set_state(stage=stage.name, status="running", started=time.time())
+        hook.on_stage_start(run=info, stage=stage)
+        hub.start_stage(stage)
+        progress.start_stage(f"{stage.name} ({stage.kind})", getattr(stage.config, "steps", None))
+        ctx = StageContext(
+            name=stage.name, kind=stage.kind, config=stage.config, recipe=self.recipe, model=bundle,
+            dir=stage_dir, seed=self.recipe.info.seed + index, plugins=self.plugins, log=hub.log, progress=progress,
+        )
+        runner_cls = self.plugins.registry("stages").get(stage.kind)
+        result = runner_cls().run(ctx)
+        progress.end_stage()
+        save_trainable(result.model, stage_dir / "final")
+        hub.end_stage(result.metrics)
+        self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)
+        hook.on_stage_end(run=info, stage=stage, result=result)
+        return result.model, result.metrics

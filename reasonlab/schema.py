@@ -1,0 +1,90 @@
+"""Typed recipe sections shared by the core and by stage plugins.
+
+Fields that name a plugin are annotated with ``PluginRef(kind)``; the recipe loader
+checks every such field against the registries, wherever it sits in a stage's options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """Marks a string field as naming a plugin of ``kind`` (text before ':' when ``prefix``)."""
+
+    kind: str
+    prefix: bool = False
+
+    def plugin_name(self, value: str) -> str:
+        return value.split(":", 1)[0] if self.prefix else value
+
+
+class Strict(BaseModel):
+    """Base for recipe sections: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecipeInfo(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    seed: int = 0
+    source: str = ""
+    tags: list[str] = []
+
+
+DEFAULT_LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"
+
+
+class LoraSpec(Strict):
+    rank: PositiveInt = 8
+    alpha: PositiveFloat = 16.0
+    modules: str = DEFAULT_LORA_MODULES
+
+
+class ModelSpec(Strict):
+    preset: Annotated[str, PluginRef("models")]
+    lora: LoraSpec | Literal[False] | None = None  # false: train all parameters (lets a profile turn LoRA off)
+    dtype: Literal["float32", "bfloat16"] | None = None
+    path: str | None = None  # local checkpoint directory, for presets that load one
+
+
+class DataSpec(Strict):
+    """Where a stage's rows come from and which columns hold what."""
+
+    source: Annotated[str, PluginRef("datasets", prefix=True)]
+    split: str = "train"
+    limit: PositiveInt | None = None
+    question_field: str = "question"
+    answer_field: str = "answer"
+    reasoning_field: str = "reasoning"
+    completion_field: str | None = None  # a ready-made target; else built from reasoning + answer
+    template: str | None = None  # prompt template with {question}; default asks for the tags
+    options: dict[str, Any] = {}  # passed to the loader (e.g. n, seed of a generator)
+
+
+class RewardSpec(Strict):
+    name: Annotated[str, PluginRef("rewards")]
+    weight: float = 1.0
+    options: dict[str, Any] = {}
+
+
+class StageSpec(BaseModel):
+    """``[[stages]]`` before its kind's options are validated by the stage plugin."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: Annotated[str, PluginRef("stages")]
+
+
+class RecipeModel(Strict):
+    recipe: RecipeInfo
+    model: ModelSpec
+    stages: list[StageSpec] = Field(min_length=1)
+    tracking: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,83 @@
+"""What a stage plugin implements and what the runner hands it.
+
+A stage plugin registers a class with a pydantic ``Config`` (its options in the
+recipe's ``[[stages]]`` table) and a ``run(ctx)`` method::
+
+    class MyStage:
+        Config = MyConfig            # subclass of StageConfig
+        def run(self, ctx: StageContext) -> StageResult: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from reasonlab.schema import DataSpec, PluginRef, Strict
+
+
+class StageConfig(Strict):
+    """Base of every stage's options (unknown keys are errors)."""
+
+
+class TrainingStageConfig(StageConfig):
+    """Options every training stage shares.
+
+    data            -> rows to train on (``data.source = "loader:arg"``)
+    steps           -> optimiser steps
+    batch_size      -> rows per step
+    learning_rate   -> peak learning rate (AdamW; linear warmup then cosine decay)
+    warmup_ratio    -> fraction of steps spent warming up
+    max_prompt_tokens / max_completion_tokens -> the length budget: longer rows are
+                       dropped (never truncated: truncation teaches endless output)
+    checkpoint_every -> orbax checkpoint interval in steps (default: only the last step)
+    """
+
+    data: DataSpec
+    steps: PositiveInt
+    batch_size: PositiveInt = 4
+    learning_rate: PositiveFloat = 1e-4
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    max_prompt_tokens: PositiveInt = 256
+    max_completion_tokens: PositiveInt = 256
+    checkpoint_every: PositiveInt | None = None
+    loss: Annotated[str, PluginRef("losses")] | None = None
+
+
+@dataclass
+class StageResult:
+    """What a stage hands back: the trained model and its headline metrics."""
+
+    model: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may use. Stages talk to the outside only through this."""
+
+    name: str
+    kind: str
+    config: StageConfig
+    recipe: Any  # reasonlab.recipe.Recipe
+    model: Any  # reasonlab.modeling.ModelBundle from the previous stage (or the preset)
+    dir: Path  # this stage's folder in the run directory
+    seed: int
+    plugins: Any  # reasonlab.plugins.PluginSystem
+    log: Callable[[dict[str, float], int], None]  # log(metrics, step)
+    progress: Any  # reasonlab.progress.StageProgress
+
+    def registry(self, kind: str):
+        return self.plugins.registry(kind)
+
+    def load_rows(self, spec: DataSpec) -> list[dict]:
+        from reasonlab.data import load_rows
+
+        return load_rows(spec, self.plugins)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.dir / "checkpoints"

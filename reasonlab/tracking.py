@@ -1,0 +1,87 @@
+"""Metrics fan-out: every record goes to metrics.jsonl, the enabled tracker plugins,
+the ``on_metrics`` hook and the progress display, in that order."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class RunInfo:
+    """What trackers know about a run."""
+
+    recipe: str
+    run_id: str
+    dir: Path
+    config: dict  # the resolved recipe
+    tags: list[str] = field(default_factory=list)
+    profile: str | None = None
+
+
+class Tracker(Protocol):
+    """A tracker plugin: constructed as ``cls(options, run)`` with its ``[tracking.NAME]`` table."""
+
+    def start_stage(self, stage: str, kind: str) -> None: ...
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+    def end_stage(self, summary: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[key] = number
+    return out
+
+
+class MetricsHub:
+    """One place stages log to; knows the current stage."""
+
+    def __init__(self, run: RunInfo, trackers: list[Any], hook, progress):
+        self.run = run
+        self.trackers = trackers
+        self.hook = hook
+        self.progress = progress
+        self.stage: Any = None
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self._file = open(run.dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def start_stage(self, stage) -> None:
+        self.stage = stage
+        self.history = {}
+        for tracker in self.trackers:
+            tracker.start_stage(stage.name, stage.kind)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        metrics = _clean(metrics)
+        if not metrics:
+            return
+        step = int(step)
+        record = {"stage": self.stage.name, "step": step, "time": round(time.time(), 3), **metrics}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append((step, value))
+        for tracker in self.trackers:
+            tracker.log(metrics, step)
+        self.hook.on_metrics(run=self.run, stage=self.stage, step=step, metrics=metrics)
+        self.progress.update(step, metrics)
+
+    def end_stage(self, summary: dict[str, float]) -> None:
+        for tracker in self.trackers:
+            tracker.end_stage(_clean(summary))
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self._file.close()

@@ -1,0 +1,56 @@
+"""Glue between Tunix's metrics logger and reasonlab's MetricsHub.
+
+Tunix publishes metrics through ``jax.monitoring`` listeners. We give it one custom
+backend that forwards ``prefix/mode/name`` scalars to the hub and drops JAX's and
+Orbax's own internal scalars. jax 0.10.2's ``clear_event_listeners()`` leaves
+listeners registered, so a closed backend would keep receiving compile events (and
+wandb would log to a finished run): ``close()`` unregisters its own listener.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+_INTERNAL_PREFIXES = ("jax/", "/jax/", "orbax", "/orbax")
+
+
+class HubBackend:
+    def __init__(self, log: Callable[[dict[str, float], int], None]):
+        self._log = log
+        self._closed = False
+
+    def log_scalar(self, event: str, value, **kwargs) -> None:
+        if self._closed or event.startswith(_INTERNAL_PREFIXES):
+            return
+        step = kwargs.get("step")
+        if step is None:
+            return
+        parts = [p for p in event.split("/") if p]
+        if len(parts) >= 2 and parts[1] in ("train", "eval"):
+            parts = [parts[1], parts[0], *parts[2:]]  # mode first: train/actor/loss
+        try:
+            self._log({"/".join(parts): float(value)}, int(step))
+        except (TypeError, ValueError):
+            pass
+
+    def close(self) -> None:
+        from jax._src import monitoring  # the public module has no way to ask "is it registered?"
+
+        if self._closed:
+            return
+        self._closed = True
+        if self.log_scalar in monitoring._scalar_listeners:
+            monitoring._scalar_listeners.remove(self.log_scalar)
+
+
+def metrics_options(log: Callable[[dict[str, float], int], None], log_dir):
+    """``MetricsLoggerOptions`` whose only backend forwards to ``log(metrics, step)``."""
+    from tunix.sft.metrics_logger import MetricsLoggerOptions
+
+    return MetricsLoggerOptions(log_dir=str(log_dir), backend_kwargs={"custom_backend": [lambda: HubBackend(log)]})
+
+
+def checkpoint_options(every: int, keep: int = 2):
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep)
