@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reasonlab.errors import PluginError, RecipeError
-from reasonlab.schema import PluginRef, RecipeModel
+from reasonlab.schema import PluginRef, RecipeModel, StageSpec
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,8 @@ def _check_plugin_refs(value: Any, path: str, plugins, problems: list[str]) -> N
             _check_plugin_refs(child, f"{path}.{name}", plugins, problems)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _check_plugin_refs(item, f"{path}[{i}]", plugins, problems)
+            label = f"{path}.{item.name}" if isinstance(item, StageSpec) else f"{path}[{i}]"
+            _check_plugin_refs(item, label, plugins, problems)
 
 
 def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[str, ...] = (), plugins=None) -> Recipe:

@@ -84,10 +84,9 @@ class Runner:
     def read_state(self) -> dict:
         return json.loads(self.state_path.read_text(encoding="utf-8"))
 
-    def _set_state(self, status: str | None = None, stage: str | None = None, **fields) -> None:
+    def _set_state(self, stage: str | None = None, **fields) -> None:
+        """Update the run's fields, or one stage's when ``stage`` is given."""
         state = self.read_state()
-        if status:
-            state["status"] = status
         if stage:
             state["stages"].setdefault(stage, {}).update(fields)
         else:
@@ -109,7 +108,7 @@ class Runner:
         with RunProgress(self.show_progress) as progress:
             hub = MetricsHub(info, trackers, hook, progress)
             try:
-                self._set_state("running")
+                self._set_state(status="running")
                 hook.on_run_start(run=info)
                 bundle = self._load_model()
                 if recipe.model.lora:
@@ -122,10 +121,10 @@ class Runner:
                     bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info)
                     summary[stage.name] = metrics
                     write_json(self.dir / "summary.json", summary)
-                self._set_state("done", finished=time.time())
+                self._set_state(status="done", finished=time.time())
                 hook.on_run_end(run=info, summary=summary)
             except BaseException as exc:
-                self._set_state("failed", error=f"{type(exc).__name__}: {exc}")
+                self._set_state(status="failed", error=f"{type(exc).__name__}: {exc}")
                 raise
             finally:
                 hub.close()

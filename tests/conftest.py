@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "recipes" / "quickstart.toml"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch):
+    """Each test sees a freshly loaded plugin system (no leftovers from --plugins-dir)."""
+    from reasonlab.plugins import reset_plugins
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("REASONLAB_LOAD_PLUGINS", raising=False)
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+def reasonlab(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run the installed CLI in a subprocess (as a user would)."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "reasonlab", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_dir_of(runs: Path, recipe: str) -> Path:
+    dirs = sorted((runs / recipe).iterdir())
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """One tiny-profile quickstart run shared by the end-to-end assertions."""
+    runs = tmp_path_factory.mktemp("runs")
+    result = reasonlab("run", QUICKSTART, "--profile", "tiny", "--no-progress", "--runs-dir", runs)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir_of(runs, "quickstart"), result

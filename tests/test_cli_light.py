@@ -1,0 +1,45 @@
+"""show / validate / plugins answer without importing JAX."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import QUICKSTART, reasonlab
+
+PROBE = """
+import sys
+from reasonlab.cli import main
+try:
+    main({args!r})
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+heavy = sorted(m for m in ("jax", "flax", "tunix", "orbax", "wandb", "datasets", "tensorflow") if m in sys.modules)
+assert not heavy, heavy
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ["show", str(QUICKSTART), "--profile", "tiny"],
+    ["validate", str(QUICKSTART)],
+    ["plugins", "--json"],
+    ["--help"],
+])
+def test_light_commands_do_not_import_jax(args):
+    result = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_version():
+    result = reasonlab("--version")
+    assert result.returncode == 0 and "reasonlab, version" in result.stdout
+
+
+def test_validate_every_shipped_recipe():
+    from pathlib import Path
+
+    recipes = sorted(Path(QUICKSTART).parent.glob("*.toml"))
+    result = reasonlab("validate", *recipes)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("✓") >= len(recipes)

@@ -1,0 +1,113 @@
+"""Malformed recipes: each gives its own clear message naming file and key path, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from reasonlab.cli import main
+
+GOOD = """
+[recipe]
+name = "t"
+[model]
+preset = "tiny"
+[[stages]]
+name = "sft"
+kind = "sft"
+data = { source = "arithmetic" }
+steps = 2
+[[stages]]
+name = "grpo"
+kind = "grpo"
+data = { source = "arithmetic" }
+steps = 2
+rewards = [{ name = "format_strict" }]
+[profiles.small]
+stages.sft.steps = 1
+"""
+
+CASES = {
+    "toml_syntax": (GOOD.replace('name = "t"', 'name = "t'), ["invalid TOML", "line"]),
+    "missing_model": (GOOD.replace('[model]\npreset = "tiny"\n', ""), ["model: required key is missing"]),
+    "unknown_top_key": (GOOD + "\n[trainer]\nx = 1\n", ["trainer: unknown key"]),
+    "unknown_stage_key_typo": (GOOD.replace("steps = 2\n[[stages]]", "stepz = 2\n[[stages]]"),
+                               ["stages.sft.stepz: unknown key", "did you mean 'steps'"]),
+    "wrong_type": (GOOD.replace("steps = 2\n[[stages]]", 'steps = "many"\n[[stages]]'), ["stages.sft.steps", "integer"]),
+    "negative_steps": (GOOD.replace("steps = 2\n[[stages]]", "steps = -3\n[[stages]]"), ["stages.sft.steps", "greater than 0"]),
+    "unknown_stage_kind": (GOOD.replace('kind = "sft"', 'kind = "sfft"'), ["stages.sft.kind", "unknown stage 'sfft'", "did you mean 'sft'"]),
+    "unknown_reward": (GOOD.replace('"format_strict"', '"format_strct"'),
+                       ["stages.grpo.rewards[0].name", "unknown reward 'format_strct'", "did you mean 'format_strict'"]),
+    "unknown_model": (GOOD.replace('preset = "tiny"', 'preset = "tinyy"'), ["model.preset", "unknown model 'tinyy'", "did you mean 'tiny'"]),
+    "unknown_dataset": (GOOD.replace('data = { source = "arithmetic" }\nsteps = 2\n[[', 'data = { source = "arithmetc" }\nsteps = 2\n[['),
+                        ["stages.sft.data.source", "unknown dataset 'arithmetc'"]),
+    "duplicate_stage_names": (GOOD.replace('name = "grpo"', 'name = "sft"'), ["two stages are named 'sft'"]),
+    "no_stages": (GOOD.split("[[stages]]")[0], ["stages: required key is missing"]),
+    "bad_recipe_name": (GOOD.replace('name = "t"', 'name = "has space"'), ["recipe.name", "pattern"]),
+    "missing_rewards": (GOOD.replace('rewards = [{ name = "format_strict" }]\n', ""), ["stages.grpo.rewards: required key is missing"]),
+    "unknown_tracker": (GOOD + '\n[tracking]\nwandbb = { project = "x" }\n', ["tracking.wandbb", "did you mean 'wandb'"]),
+    "reward_weight_type": (GOOD.replace('{ name = "format_strict" }', '{ name = "format_strict", weight = "high" }'),
+                           ["stages.grpo.rewards[0].weight"]),
+}
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_recipe(case, tmp_path, capsys):
+    text, expected = CASES[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(textwrap.dedent(text))
+    code, output = run_cli(["validate", str(path)], capsys)
+    assert code == 2, output
+    assert "Traceback" not in output
+    assert str(path) in output
+    for fragment in expected:
+        assert fragment in output, f"{fragment!r} not in:\n{output}"
+
+
+def test_messages_are_distinct(tmp_path, capsys):
+    outputs = set()
+    for case, (text, _) in CASES.items():
+        path = tmp_path / "r.toml"
+        path.write_text(textwrap.dedent(text))
+        outputs.add(run_cli(["validate", str(path)], capsys)[1])
+    assert len(outputs) == len(CASES)
+
+
+def test_unknown_profile_and_stage_address(tmp_path, capsys):
+    path = tmp_path / "r.toml"
+    path.write_text(GOOD)
+    code, output = run_cli(["show", str(path), "--profile", "gpu"], capsys)
+    assert code == 2 and "no profile 'gpu'" in output and "small" in output
+    code, output = run_cli(["show", str(path), "stages.sfx.steps=3"], capsys)
+    assert code == 2 and "stages.sfx" in output and "did you mean 'sft'" in output
+
+
+def test_missing_file_and_missing_data(tmp_path, capsys):
+    code, output = run_cli(["validate", str(tmp_path / "nope.toml")], capsys)
+    assert code == 2 and "recipe file not found" in output
+    path = tmp_path / "r.toml"
+    path.write_text(GOOD.replace('source = "arithmetic" }\nsteps = 2\n[[', 'source = "file:missing.jsonl" }\nsteps = 2\n[['))
+    code, output = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and "missing.jsonl" in output and "does not exist" in output and "stages.sft.data" in output
+
+
+def test_overrides_and_profiles_resolve(tmp_path, capsys):
+    import tomllib
+
+    path = tmp_path / "r.toml"
+    path.write_text(GOOD)
+    code, output = run_cli(["show", str(path), "--profile", "small", "stages.grpo.beta=0.1", "recipe.seed=7"], capsys)
+    assert code == 0
+    resolved = tomllib.loads(output)
+    assert resolved["stages"][0]["steps"] == 1 and resolved["stages"][1]["beta"] == 0.1 and resolved["recipe"]["seed"] == 7
