@@ -1,0 +1,68 @@
+"""Dataset plugins (generated, local files through HF datasets) and the length budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasonlab.data import apply_length_budget, load_rows, render_prompt, render_target
+from reasonlab.errors import DataError
+from reasonlab.plugins import get_plugins
+from reasonlab.schema import DataSpec
+from reasonlab_plugins.datasets_arithmetic import generate
+
+
+def test_arithmetic_is_deterministic_and_splits_are_disjoint():
+    train, test = generate(n=300, seed=3), generate(n=100, seed=3, split="test")
+    assert train == generate(n=300, seed=3)
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    row = train[0]
+    assert set(row) >= {"question", "reasoning", "answer", "checkpoints"}
+    # the checkpoints really compute the answer
+    assert row["checkpoints"][-1].endswith(f"= {row['answer']}")
+
+
+def test_jsonl_and_parquet_through_hf_datasets(tmp_path):
+    import datasets
+
+    rows = [{"question": f"q{i}", "answer": str(i), "reasoning": "r"} for i in range(5)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "d.parquet"))
+    plugins = get_plugins()
+    for name in ("d.jsonl", "d.parquet"):
+        loaded = load_rows(DataSpec(source=f"file:{tmp_path / name}"), plugins)
+        assert loaded == rows
+    assert len(load_rows(DataSpec(source=f"file:{tmp_path / 'd.jsonl'}", limit=2), plugins)) == 2
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ('{"question": "a"}\n{"question": \n', ":2"),
+    ('{"question": "a"}\n[1, 2]\n', "not a JSON object"),
+    (b'{"question": "\xff"}\n', "not UTF-8"),
+])
+def test_bad_rows_are_named(tmp_path, content, fragment):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError) as info:
+        load_rows(DataSpec(source=f"file:{path}"), get_plugins())
+    assert fragment in str(info.value) and "bad.jsonl" in str(info.value)
+
+
+def test_empty_file_is_an_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    with pytest.raises(DataError):
+        load_rows(DataSpec(source=f"file:{path}"), get_plugins())
+
+
+def test_length_budget_drops_and_counts():
+    result = apply_length_budget(["a", "b", "c"], [(3, 9), (3, 3), (12, 1)], (10, 5))
+    assert result.kept == ["b"] and result.dropped == 2
+
+
+def test_prompt_and_target_rendering():
+    spec = DataSpec(source="arithmetic")
+    row = {"question": "2+2?", "reasoning": "2 + 2 = 4", "answer": "4"}
+    assert "Question: 2+2?" in render_prompt(row, spec) and "<reasoning>" in render_prompt(row, spec)
+    assert render_target(row, spec) == "<reasoning>2 + 2 = 4</reasoning><answer>4</answer>"
