@@ -16,14 +16,25 @@ def test_run_directory_layout(quickstart_run):
     run_dir, _ = quickstart_run
     resolved = tomllib.loads((run_dir / "recipe.toml").read_text())
     assert resolved["model"]["preset"] == "tiny"
-    assert [s["name"] for s in resolved["stages"]] == ["sft", "grpo"]
+    assert [s["name"] for s in resolved["stages"]] == ["eval_base", "sft", "grpo", "eval"]
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["google-tunix"] == "0.1.7" and env["profile"] == "tiny"
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "done"
-    assert {s: v["status"] for s, v in state["stages"].items()} == {"sft": "done", "grpo": "done"}
+    assert {v["status"] for v in state["stages"].values()} == {"done"} and len(state["stages"]) == 4
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"sft", "grpo"}
+    assert set(summary) == {"eval_base", "sft", "grpo", "eval"}
+
+
+def test_eval_before_and_after(quickstart_run):
+    run_dir, _ = quickstart_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["eval_base"]["format_accuracy"] == 0.0  # a random model never writes the tags
+    assert summary["eval"]["format_accuracy"] > summary["eval_base"]["format_accuracy"]
+    report = json.loads((run_dir / "stages" / "eval" / "eval.json").read_text())
+    assert report["protocol"] == "greedy" and report["metrics"]["items"] == 16
+    samples = (run_dir / "stages" / "eval" / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 16
 
 
 def test_both_stages_checkpointed_with_orbax(quickstart_run):
@@ -60,7 +71,7 @@ def test_wandb_offline_runs_hold_stage_metrics(quickstart_run):
     run_dir, _ = quickstart_run
     files = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     runs = {summarize(f)["run"][1]: summarize(f) for f in files}
-    assert set(runs) == {"sft", "grpo"}
+    assert set(runs) == {"eval_base", "sft", "grpo", "eval"}
     group = f"quickstart-{run_dir.name}"
     assert all(r["run"][0] == group for r in runs.values())
     assert any("train/loss" in h for h in runs["sft"]["history"])

@@ -1,0 +1,182 @@
+"""``kind = "eval"``: generate on held-out prompts and score format and answers.
+
+Put one before training and one after to get before/after figures in ``summary.json``.
+Protocols (``protocol``):
+- ``greedy`` — the hackathon's: top_k 1, seed 42, up to ``max_completion_tokens`` (768);
+- ``consensus`` — one sample per temperature in ``temperatures`` (top_k ``consensus_top_k``),
+  majority vote of the parsed answers; reports how many greedy-wrong items the vote
+  fixed and how many greedy-right items it broke;
+- ``passk`` — ``samples`` draws at ``temperature``; unbiased pass@k for each k in ``k``.
+
+Metrics: ``format_accuracy`` (strict parse), ``answer_accuracy`` (``answer_reward``,
+default "answer_match", scoring 1 for a right answer), ``mean_completion_chars``,
+``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
+carry a ``domain``. Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt
+
+from reasonlab import hookimpl
+from reasonlab.data import render_prompt, require_columns
+from reasonlab.format import parse_completion, parse_number
+from reasonlab.schema import DataSpec, PluginRef
+from reasonlab.stage import StageConfig, StageResult
+
+
+class EvalConfig(StageConfig):
+    data: DataSpec
+    protocol: Literal["greedy", "consensus", "passk"] = "greedy"
+    max_prompt_tokens: PositiveInt = 256
+    max_completion_tokens: PositiveInt = 768
+    batch_size: PositiveInt = 8
+    seed: int = 42
+    temperatures: list[float] = Field([0.2, 0.4, 0.6, 0.8, 1.0], min_length=1)
+    consensus_top_k: PositiveInt = 30
+    samples: PositiveInt = 4
+    temperature: float = Field(0.7, gt=0)
+    k: list[PositiveInt] = [1]
+    answer_reward: Annotated[str, PluginRef("rewards")] = "answer_match"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"k={k} exceeds the {n} samples drawn")
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority(answers: list[str | None]) -> str | None:
+    """Most common parsed answer (numbers compared by value); ties go to the first seen."""
+    keyed = [(_key(a), a) for a in answers if a]
+    if not keyed:
+        return None
+    counts = Counter(k for k, _ in keyed)
+    best = max(counts.values())
+    return next(a for k, a in keyed if counts[k] == best)
+
+
+def _key(answer: str):
+    number = parse_number(answer)
+    return round(number, 6) if number is not None else answer.strip().lower()
+
+
+def score_samples(prompts, completions, rows, answer_fn, answer_column: str) -> list[dict]:
+    columns = {key: [row.get(key) for row in rows] for key in rows[0]}
+    correct = answer_fn(prompts, completions, **columns)
+    out = []
+    for prompt, completion, row, right in zip(prompts, completions, rows, correct):
+        parsed = parse_completion(completion)
+        out.append({"prompt": prompt, "completion": completion, "answer": parsed.answer,
+                    "gold": row.get(answer_column), "format": float(parsed.strict and bool(parsed.answer)),
+                    "correct": float(right), "domain": row.get("domain")})
+    return out
+
+
+def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
+    n = len(samples)
+    metrics = {
+        f"{prefix}format_accuracy": sum(s["format"] for s in samples) / n,
+        f"{prefix}answer_accuracy": sum(s["correct"] for s in samples) / n,
+        f"{prefix}mean_completion_chars": sum(len(s["completion"]) for s in samples) / n,
+    }
+    if "truncated" in samples[0]:
+        metrics[f"{prefix}truncation_rate"] = sum(s["truncated"] for s in samples) / n
+    domains = {s["domain"] for s in samples if s.get("domain")}
+    for domain in sorted(domains) if len(domains) > 1 else []:
+        subset = [s for s in samples if s.get("domain") == domain]
+        metrics[f"{prefix}format_accuracy/{domain}"] = sum(s["format"] for s in subset) / len(subset)
+        metrics[f"{prefix}answer_accuracy/{domain}"] = sum(s["correct"] for s in subset) / len(subset)
+    return metrics
+
+
+class Generator:
+    """Batched generation with Tunix's sampler; fixed prompt length so XLA compiles once."""
+
+    def __init__(self, bundle, cfg: EvalConfig):
+        from tunix.generate import sampler as sampler_lib
+
+        self.bundle, self.cfg = bundle, cfg
+        config = bundle.model.config
+        self.sampler = sampler_lib.Sampler(
+            bundle.model, bundle.tokenizer,
+            sampler_lib.CacheConfig(cache_size=cfg.max_prompt_tokens + cfg.max_completion_tokens + 8,
+                                    num_layers=config.num_layers, num_kv_heads=config.num_kv_heads,
+                                    head_dim=config.head_dim))
+
+    def __call__(self, prompts: list[str], temperature: float, top_k: int | None, seed: int):
+        texts, truncated = [], []
+        size = self.cfg.batch_size
+        for start in range(0, len(prompts), size):
+            batch = prompts[start: start + size]
+            padded = batch + [batch[-1]] * (size - len(batch))  # same batch shape every call
+            out = self.sampler(padded, max_generation_steps=self.cfg.max_completion_tokens,
+                               max_prompt_length=self.cfg.max_prompt_tokens, temperature=temperature,
+                               top_k=top_k, top_p=None, seed=seed, eos_tokens=self.bundle.stop_ids or None)
+            texts += out.text[: len(batch)]
+            truncated += [len(t) >= self.cfg.max_completion_tokens for t in out.tokens[: len(batch)]]
+        return texts, truncated
+
+
+class EvalStage:
+    Config = EvalConfig
+
+    def run(self, ctx) -> StageResult:
+        cfg: EvalConfig = ctx.config
+        bundle = ctx.model
+        rows = ctx.load_rows(cfg.data)
+        require_columns(rows, [cfg.data.question_field, cfg.data.answer_field], cfg.data)
+        rows = [r for r in rows if len(bundle.tokenizer.encode(render_prompt(r, cfg.data))) + 1 <= cfg.max_prompt_tokens]
+        prompts = [render_prompt(r, cfg.data) for r in rows]
+        answer_fn = ctx.registry("rewards").get(cfg.answer_reward)
+        generate = Generator(bundle, cfg)
+        ctx.progress.set_total(len(prompts))
+
+        def sample(temperature, top_k, seed):
+            texts, truncated = generate(prompts, temperature, top_k, seed)
+            samples = score_samples(prompts, texts, rows, answer_fn, cfg.data.answer_field)
+            for s, t in zip(samples, truncated):
+                s["truncated"] = float(t)
+            return samples
+
+        greedy = sample(1.0, 1, cfg.seed)  # top_k 1 = greedy, as the hackathon evaluated
+        metrics = summarize(greedy)
+        extra_samples = []
+        if cfg.protocol == "consensus":
+            draws = [sample(t, cfg.consensus_top_k, cfg.seed + i) for i, t in enumerate(cfg.temperatures)]
+            metrics.update(self._consensus(greedy, draws, rows, prompts, answer_fn, cfg))
+            extra_samples = [s for d in draws for s in d]
+        elif cfg.protocol == "passk":
+            draws = [sample(cfg.temperature, None, cfg.seed + i) for i in range(cfg.samples)]
+            for k in cfg.k:
+                metrics[f"pass@{k}"] = sum(pass_at_k(cfg.samples, int(sum(d[i]["correct"] for d in draws)), k)
+                                           for i in range(len(prompts))) / len(prompts)
+            extra_samples = [s for d in draws for s in d]
+        metrics["items"] = float(len(prompts))
+        ctx.log(metrics, 0)
+        (ctx.dir / "eval.json").write_text(json.dumps({"protocol": cfg.protocol, "metrics": metrics}, indent=2))
+        with open(ctx.dir / "samples.jsonl", "w", encoding="utf-8") as fh:
+            for s in greedy + extra_samples:
+                fh.write(json.dumps(s) + "\n")
+        return StageResult(bundle, metrics)
+
+    @staticmethod
+    def _consensus(greedy, draws, rows, prompts, answer_fn, cfg) -> dict[str, float]:
+        voted = [majority([d[i]["answer"] for d in draws]) for i in range(len(prompts))]
+        completions = [f"<reasoning></reasoning><answer>{v or ''}</answer>" for v in voted]
+        scored = score_samples(prompts, completions, rows, answer_fn, cfg.data.answer_field)
+        fixed = sum(1 for g, s in zip(greedy, scored) if not g["correct"] and s["correct"])
+        broke = sum(1 for g, s in zip(greedy, scored) if g["correct"] and not s["correct"])
+        return {"consensus_accuracy": sum(s["correct"] for s in scored) / len(scored),
+                "consensus_fixed": float(fixed), "consensus_broke": float(broke)}
+
+
+@hookimpl
+def register_stages(register):
+    register("eval", EvalStage)

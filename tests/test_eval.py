@@ -1,0 +1,67 @@
+"""Eval metrics on hand-made completions, pass@k, consensus votes."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import pytest
+
+from reasonlab_plugins.rewards_answer import answer_match
+from reasonlab_plugins.stage_eval import EvalConfig, EvalStage, majority, pass_at_k, score_samples, summarize
+
+ROWS = [{"question": "q1", "answer": "7", "domain": "math"}, {"question": "q2", "answer": "10", "domain": "math"},
+        {"question": "q3", "answer": "3", "domain": "logic"}, {"question": "q4", "answer": "1", "domain": "logic"}]
+COMPLETIONS = [
+    "<reasoning>3+4=7</reasoning><answer>7</answer>",       # format, right
+    "<reasoning>5*2=11</reasoning><answer>11</answer>",     # format, wrong
+    "the answer is <answer>3</answer>",                     # no format, right
+    "",                                                     # nothing
+]
+
+
+def test_summarize_matches_hand_computed_values():
+    samples = score_samples(["p"] * 4, COMPLETIONS, ROWS, answer_match, "answer")
+    metrics = summarize(samples)
+    assert metrics["format_accuracy"] == 0.5
+    assert metrics["answer_accuracy"] == 0.5
+    assert metrics["mean_completion_chars"] == sum(map(len, COMPLETIONS)) / 4
+    assert metrics["format_accuracy/math"] == 1.0 and metrics["format_accuracy/logic"] == 0.0
+    assert metrics["answer_accuracy/math"] == 0.5 and metrics["answer_accuracy/logic"] == 0.5
+    assert [s["answer"] for s in samples] == ["7", "11", "3", None]
+
+
+@pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 5, 3), (10, 3, 1), (10, 3, 5), (8, 2, 8), (20, 7, 4)])
+def test_pass_at_k_equals_brute_force(n, c, k):
+    outcomes = [1] * c + [0] * (n - c)
+    subsets = list(combinations(range(n), k))
+    expected = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+    assert math.isclose(pass_at_k(n, c, k), expected)
+    if k == 1:
+        assert math.isclose(pass_at_k(n, c, 1), c / n)
+
+
+def test_pass_at_k_rejects_k_above_n():
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+def test_majority_vote_compares_numbers_by_value():
+    assert majority(["12", "12.0", "13", None]) == "12"
+    assert majority([None, None]) is None
+    assert majority(["a", "b"]) == "a"  # tie: first seen
+
+
+def test_consensus_fixed_and_broke_counts():
+    rows = [{"question": f"q{i}", "answer": a} for i, a in enumerate(["1", "2", "3"])]
+    prompts = ["p"] * 3
+    greedy = score_samples(prompts, ["<answer>1</answer>", "<answer>9</answer>", "<answer>3</answer>"], rows, answer_match, "answer")
+
+    def draw(answers):
+        return [{"answer": a} for a in answers]
+
+    # votes: item0 -> 1 (stays right), item1 -> 2 (fixed), item2 -> 4 (broke)
+    draws = [draw(["1", "2", "4"]), draw(["1", "2", "4"]), draw(["5", "9", "3"])]
+    cfg = EvalConfig(data={"source": "arithmetic"}, protocol="consensus")
+    metrics = EvalStage._consensus(greedy, draws, rows, prompts, answer_match, cfg)
+    assert metrics == {"consensus_accuracy": 2 / 3, "consensus_fixed": 1.0, "consensus_broke": 1.0}
