@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from reasonlab import hookimpl
@@ -55,6 +54,7 @@ def prompt_records(rows, cfg, tokenizer):
 
 def training_batches(records, cfg, seed: int):
     import grain
+    import numpy as np
 
     rng = np.random.default_rng(seed)
     order: list[int] = []

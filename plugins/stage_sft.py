@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 
 from reasonlab import hookimpl
 from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
@@ -34,6 +33,7 @@ def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: in
 
 def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int):
     """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask."""
+    import numpy as np
     from tunix.sft.peft_trainer import TrainingInput
 
     rng = np.random.default_rng(seed)
@@ -69,9 +69,9 @@ def model_inputs(pad_id: int):
 def optimizer(cfg):
     import optax
 
-    warmup = int(cfg.steps * cfg.warmup_ratio)
-    schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else cfg.learning_rate, cfg.learning_rate,
-                                                  max(warmup, 1), max(cfg.steps, warmup + 1), cfg.learning_rate * 0.1)
+    warmup = max(int(cfg.steps * cfg.warmup_ratio), 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0 if cfg.warmup_ratio else cfg.learning_rate, cfg.learning_rate,
+                                                  warmup, max(cfg.steps, warmup + 1), cfg.learning_rate * 0.1)
     return optax.adamw(schedule)
 
 
