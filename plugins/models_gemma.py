@@ -143,9 +143,33 @@ def load(spec):
     with mesh:
         model = params_safetensors.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
     tokenizer = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
-    return ModelBundle(model=model, tokenizer=tokenizer, preset="gemma3-270m", stop_ids=STOP_IDS)
+    return ModelBundle(model=model, tokenizer=tokenizer, preset="gemma3-270m", stop_ids=STOP_IDS, source_dir=directory)
+
+
+def export_gemma3(bundle, out: Path, lora) -> None:
+    """Merge LoRA into the base weights and write HF-format safetensors + tokenizer + config.json."""
+    import json as json_lib
+
+    from tunix.models.gemma3 import params as gemma3_params
+
+    if not bundle.lora or bundle.source_dir is None:
+        raise ModelError("export needs a LoRA-trained model loaded from safetensors",
+                         hint="full fine-tuning export is not supported yet")
+    gemma3_params.save_lora_merged_model_as_safetensors(
+        local_model_path=str(bundle.source_dir), output_dir=str(out), lora_model=bundle.model,
+        rank=lora.rank, alpha=float(lora.alpha))
+    config = bundle.model.config if hasattr(bundle.model, "config") else bundle.base.config
+    if not (out / "config.json").exists():
+        (out / "config.json").write_text(json_lib.dumps({
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+            "num_hidden_layers": config.num_layers, "vocab_size": config.num_embed, "hidden_size": config.embed_dim,
+            "intermediate_size": config.hidden_dim, "num_attention_heads": config.num_heads,
+            "head_dim": config.head_dim, "num_key_value_heads": config.num_kv_heads,
+            "sliding_window": config.sliding_window_size, "rope_theta": config.global_base_frequency,
+            "rope_local_base_freq": config.local_base_frequency, "pad_token_id": 0, "bos_token_id": 2,
+            "eos_token_id": [1, 106], "torch_dtype": "float32"}, indent=2))
 
 
 @hookimpl
 def register_models(register):
-    register("gemma3-270m", load)
+    register("gemma3-270m", load, export=export_gemma3)

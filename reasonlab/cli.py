@@ -78,6 +78,24 @@ def resume(ctx, run_dir, no_progress):
     _print_summary(run_path, summary)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the exported model.")
+@click.option("--stage", help="Export this stage's model (default: the last finished stage).")
+@click.pass_context
+def export(ctx, run_dir, out, stage):
+    """Write a run's trained model as HF-format safetensors + tokenizer (LoRA merged)."""
+    from reasonlab.runner import load_run_model
+
+    plugins = _plugins(ctx)
+    recipe, bundle, stage = load_run_model(Path(run_dir), plugins, stage)
+    exporter = plugins.registry("models").entries[recipe.model.preset].info.get("export")
+    if exporter is None:
+        raise ReasonlabError(f"model preset {recipe.model.preset!r} has no exporter")
+    exporter(bundle, Path(out), recipe.model.lora)
+    click.echo(f"exported stage {stage!r} of {run_dir} to {out}")
+
+
 def _print_summary(run_dir: Path, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -26,6 +26,7 @@ class ModelBundle:
     preset: str
     stop_ids: list[int] = field(default_factory=list)
     base: Any = None
+    source_dir: Path | None = None  # HF-format safetensors the weights came from (for export)
 
     @property
     def lora(self) -> bool:
@@ -47,7 +48,8 @@ def apply_lora(bundle: ModelBundle, spec, seed: int) -> ModelBundle:
 
     provider = qwix.LoraProvider(module_path=spec.modules, rank=spec.rank, alpha=float(spec.alpha))
     lora_model = qwix.apply_lora_to_model(bundle.model, provider, rngs=nnx.Rngs(seed), **bundle.model.get_model_input())
-    return ModelBundle(lora_model, bundle.tokenizer, bundle.preset, bundle.stop_ids, base=bundle.model)
+    return ModelBundle(lora_model, bundle.tokenizer, bundle.preset, bundle.stop_ids, base=bundle.model,
+                       source_dir=bundle.source_dir)
 
 
 def _trainable_state(bundle: ModelBundle):

@@ -156,3 +156,27 @@ class Runner:
         self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)
         hook.on_stage_end(run=info, stage=stage, result=result)
         return result.model, result.metrics
+
+
+def load_run_model(run_dir: Path, plugins, stage: str | None = None):
+    """The model of a finished stage of a run (default: the last finished one), restored from orbax."""
+    from reasonlab.modeling import apply_lora, restore_trainable
+    from reasonlab.recipe import load_recipe
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "state.json").exists() or not (run_dir / "recipe.toml").exists():
+        raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=str(run_dir))
+    recipe = load_recipe(run_dir / "recipe.toml", plugins=plugins)
+    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    done = [s.name for s in recipe.stages if state["stages"].get(s.name, {}).get("status") == "done"]
+    if stage is None:
+        if not done:
+            raise ReasonlabError("no stage of this run has finished yet", where=str(run_dir))
+        stage = done[-1]
+    elif stage not in done:
+        raise ReasonlabError(f"stage {stage!r} has not finished", where=str(run_dir),
+                             hint=f"finished stages: {', '.join(done) or '(none)'}")
+    bundle = plugins.registry("models").get(recipe.model.preset)(recipe.model)
+    if recipe.model.lora:
+        bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
+    return recipe, restore_trainable(bundle, run_dir / "stages" / stage / "final"), stage

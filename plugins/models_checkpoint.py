@@ -1,0 +1,169 @@
+"""The hackathon models, loaded from real Hugging Face-format checkpoints.
+
+Presets: ``gemma3-1b-it``, ``gemma3-270m-it`` (Gemma 3) and ``gemma2-2b-it`` (Gemma 2).
+A checkpoint is a folder with ``*.safetensors``, ``config.json`` and the SentencePiece
+``tokenizer.model`` (what ``huggingface-cli download google/gemma-3-1b-it`` gives). Where
+the weights come from, in order:
+
+1. ``model.path`` in the recipe (a local folder);
+2. ``$REASONLAB_MODELS/<preset>`` if that folder exists;
+3. the Hugging Face Hub (``google/<name>``; gated: needs ``HF_TOKEN`` and network);
+4. Kaggle (``kagglehub``; needs ``KAGGLE_USERNAME``/``KAGGLE_KEY`` and network).
+
+If none works the run stops before any training with an error listing what was tried.
+The architecture comes from the preset's family; sizes come from the folder's
+``config.json`` when present (so a small checkpoint in the same format loads too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonlab import hookimpl
+from reasonlab.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    family: str  # "gemma3" | "gemma2"
+    hf_repo: str
+    kaggle_handle: str
+
+
+PRESETS = [
+    Preset("gemma3-1b-it", "gemma3", "google/gemma-3-1b-it", "google/gemma-3/transformers/gemma-3-1b-it"),
+    Preset("gemma3-270m-it", "gemma3", "google/gemma-3-270m-it", "google/gemma-3/transformers/gemma-3-270m-it"),
+    Preset("gemma2-2b-it", "gemma2", "google/gemma-2-2b-it", "google/gemma-2/transformers/gemma-2-2b-it"),
+]
+STOP_IDS = [1, 106]
+
+
+def is_checkpoint(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.safetensors")) and (path / "tokenizer.model").exists()
+
+
+def locate(preset: Preset, spec) -> Path:
+    tried = []
+    if spec.path:
+        path = Path(spec.path).expanduser()
+        if is_checkpoint(path):
+            return path
+        tried.append(f"model.path = {str(path)!r}: no *.safetensors + tokenizer.model there")
+    root = os.environ.get("REASONLAB_MODELS")
+    if root:
+        path = Path(root) / preset.name
+        if is_checkpoint(path):
+            return path
+        tried.append(f"$REASONLAB_MODELS/{preset.name}: not a checkpoint folder")
+    else:
+        tried.append("$REASONLAB_MODELS: not set")
+    for source, fetch in (("Hugging Face Hub", _from_hf), ("Kaggle", _from_kaggle)):
+        try:
+            path = fetch(preset)
+            if is_checkpoint(path):
+                return path
+            tried.append(f"{source}: download lacks *.safetensors or tokenizer.model")
+        except Exception as exc:  # offline, gated, no credentials: say so and go on
+            tried.append(f"{source}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    raise ModelError(
+        f"no weights for model preset {preset.name!r}; tried:\n    " + "\n    ".join(tried),
+        hint=(f"download {preset.hf_repo} (safetensors + tokenizer.model) and set model.path, "
+              f"or run a profile on the embedded model: --profile cpu"),
+    )
+
+
+def _from_hf(preset: Preset) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(preset.hf_repo, allow_patterns=["*.safetensors", "*.json", "tokenizer.model"]))
+
+
+def _from_kaggle(preset: Preset) -> Path:
+    import kagglehub
+
+    return Path(kagglehub.model_download(preset.kaggle_handle))
+
+
+def gemma3_config(preset: Preset, hf: dict):
+    from tunix.models.gemma3 import model as gemma3_model
+
+    base = {"gemma3-1b-it": gemma3_model.ModelConfig.gemma3_1b_it,
+            "gemma3-270m-it": gemma3_model.ModelConfig.gemma3_270m_it}[preset.name]()
+    if hf:
+        base.num_layers = hf["num_hidden_layers"]
+        base.num_embed = hf["vocab_size"]
+        base.embed_dim = hf["hidden_size"]
+        base.hidden_dim = hf["intermediate_size"]
+        base.num_heads = hf["num_attention_heads"]
+        base.head_dim = hf.get("head_dim", hf["hidden_size"] // hf["num_attention_heads"])
+        base.num_kv_heads = hf["num_key_value_heads"]
+        base.sliding_window_size = hf.get("sliding_window", base.sliding_window_size)
+        base.global_base_frequency = int(hf.get("rope_theta", base.global_base_frequency))
+        base.local_base_frequency = int(hf.get("rope_local_base_freq", base.local_base_frequency))
+    return base
+
+
+def gemma2_config(hf: dict):
+    import dataclasses
+
+    from tunix.models.gemma import model as gemma_model
+
+    base = gemma_model.ModelConfig.gemma2_2b_it()
+    if hf:
+        layers = hf["num_hidden_layers"]
+        base = dataclasses.replace(
+            base, num_layers=layers, num_embed=hf["vocab_size"], embed_dim=hf["hidden_size"],
+            hidden_dim=hf["intermediate_size"], num_heads=hf["num_attention_heads"], head_dim=hf["head_dim"],
+            num_kv_heads=hf["num_key_value_heads"], sliding_window_size=hf.get("sliding_window", 4096),
+            attention_types=(gemma_model.AttentionType.LOCAL_SLIDING, gemma_model.AttentionType.GLOBAL) * (layers // 2))
+    return base
+
+
+def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None):
+    import jax.numpy as jnp
+    import sentencepiece as spm
+
+    from reasonlab.modeling import ModelBundle, single_device_mesh
+
+    config_file = directory / "config.json"
+    hf = json.loads(config_file.read_text()) if config_file.exists() else {}
+    hf = hf.get("text_config", hf)
+    dtype = jnp.float32 if dtype_name == "float32" else jnp.bfloat16
+    mesh = single_device_mesh()
+    if preset.family == "gemma3":
+        from tunix.models.gemma3 import params_safetensors
+
+        config = gemma3_config(preset, hf)
+        config.param_dtype = dtype
+    else:
+        from tunix.models.gemma import params_safetensors
+
+        config = gemma2_config(hf)
+    try:
+        with mesh:
+            model = params_safetensors.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"checkpoint does not fit preset {preset.name!r}: {exc}", where=str(directory)) from exc
+    tokenizer = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
+    if tokenizer.pad_id() != 0:
+        raise ModelError(f"tokenizer pad id is {tokenizer.pad_id()}, reasonlab needs 0", where=str(directory / "tokenizer.model"))
+    return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=STOP_IDS, source_dir=directory)
+
+
+def loader(preset: Preset):
+    def load(spec):
+        return load_from_dir(preset, locate(preset, spec), spec.dtype)
+
+    return load
+
+
+@hookimpl
+def register_models(register):
+    from reasonlab_plugins.models_gemma import export_gemma3
+
+    for preset in PRESETS:
+        register(preset.name, loader(preset), **({"export": export_gemma3} if preset.family == "gemma3" else {}))
