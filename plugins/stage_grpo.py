@@ -52,7 +52,8 @@ def prompt_records(rows, cfg, tokenizer):
     return apply_length_budget(records, lengths, (cfg.max_prompt_tokens,))
 
 
-def training_batches(records, cfg, seed: int):
+def training_batches(records, cfg, seed: int, should_stop=lambda: False):
+    """``steps`` batches in a seed-determined order; ends early when ``should_stop()``."""
     import grain
     import numpy as np
 
@@ -61,7 +62,10 @@ def training_batches(records, cfg, seed: int):
     while len(order) < cfg.steps * cfg.batch_size:
         order += rng.permutation(len(records)).tolist()
     chosen = [records[i] for i in order[: cfg.steps * cfg.batch_size]]
-    return grain.MapDataset.source(chosen).batch(cfg.batch_size)
+    for batch in grain.MapDataset.source(chosen).batch(cfg.batch_size):
+        if should_stop():
+            return
+        yield batch
 
 
 class GRPOStage:
@@ -121,16 +125,12 @@ class GRPOStage:
             ),
             rollout_config=rollout,
         )
-        step = {"n": 0}
-
-        def log_rewards(metrics):
-            step["n"] += 1
-            ctx.log(metrics, step["n"])
-
-        reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
-                                 fail_fast=cfg.fail_fast, on_metrics=log_rewards)
         cluster = rl_cluster_lib.RLCluster(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
                                            cluster_config=cluster_config)
+        # rewards are computed for the step the cluster is about to train (also right after a resume)
+        reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
+                                 fail_fast=cfg.fail_fast,
+                                 on_metrics=lambda metrics: ctx.log(metrics, cluster.global_steps + 1))
         learner = grpo_learner.GRPOLearner(
             rl_cluster=cluster,
             algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=1,
@@ -139,11 +139,11 @@ class GRPOStage:
         )
         try:
             with mesh:
-                learner.train(training_batches(budget.kept, cfg, ctx.seed))
+                learner.train(training_batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
         finally:
             reward.close()
-        trained = cluster.actor_trainer.model
-        bundle.model = trained
+        ctx.stop_if_requested(cluster.actor_trainer.train_steps, cfg.steps)
+        bundle.model = cluster.actor_trainer.model
         return StageResult(bundle, {"steps": float(cluster.actor_trainer.train_steps)})
 
 

@@ -31,14 +31,20 @@ def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: in
     return apply_length_budget(pairs, [(len(p), len(c)) for p, c in pairs], (max_prompt, max_completion))
 
 
-def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int):
-    """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask."""
+def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_stop=lambda: False):
+    """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask.
+
+    The order depends only on ``seed``, so a resumed trainer that skips the batches it
+    already consumed sees exactly the same data. Ends early when ``should_stop()``.
+    """
     import numpy as np
     from tunix.sft.peft_trainer import TrainingInput
 
     rng = np.random.default_rng(seed)
     order: list[int] = []
     for _ in range(steps):
+        if should_stop():
+            return
         while len(order) < batch_size:
             order += rng.permutation(len(pairs)).tolist()
         chosen, order = order[:batch_size], order[batch_size:]
@@ -111,13 +117,17 @@ class SFTStage:
         trainer = trainer.with_gen_model_input_fn(model_inputs(bundle.tokenizer.pad_id())).with_loss_fn(loss_fn)
         seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens
         try:
-            trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed))  # closes itself
+            # Ends when the batches run out (or stop is requested); closes itself, saving the last step.
+            trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop))
         except BaseException:
             trainer.close()  # flush metrics and release the listener before the error propagates
             raise
-        losses = trainer.metrics_logger.get_metric_history("", "loss", metrics_logger.Mode.TRAIN)
-        return StageResult(bundle, {"first_loss": float(losses[0]), "final_loss": float(losses[-1]),
-                                    "dropped_overlength": budget.dropped})
+        ctx.stop_if_requested(trainer.train_steps, cfg.steps)
+        metrics = {"dropped_overlength": budget.dropped}
+        if trainer.metrics_logger.metric_exists("", "loss", metrics_logger.Mode.TRAIN):  # none if resumed at the end
+            losses = trainer.metrics_logger.get_metric_history("", "loss", metrics_logger.Mode.TRAIN)
+            metrics |= {"first_loss": float(losses[0]), "final_loss": float(losses[-1])}
+        return StageResult(bundle, metrics)
 
 
 @hookimpl

@@ -49,23 +49,45 @@ def cli(ctx, plugins_dir):
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=lambda: os.environ.get(RUNS_DIR_ENV, "runs"),
               show_default="runs", help="Where run directories are created.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@click.option("--time-budget", help="Stop cleanly (checkpoint, resumable) before this much time passes, e.g. 8h30m.")
 @click.pass_context
-def run(ctx, recipe, overrides, profile, runs_dir, no_progress):
+def run(ctx, recipe, overrides, profile, runs_dir, no_progress, time_budget):
     """Run every stage of RECIPE. OVERRIDES are key=value, e.g. stages.sft.steps=10."""
     from reasonlab.runner import Runner
 
+    _check_budget(time_budget)
     loaded = _load(ctx, recipe, profile, overrides)
     runner = Runner.create(loaded, _plugins(ctx), Path(runs_dir), progress=not no_progress)
     click.echo(f"run directory: {runner.dir}", err=True)
-    summary = runner.run()
+    _run(runner, time_budget)
+
+
+def _check_budget(time_budget):
+    from reasonlab.interrupt import parse_duration
+
+    if time_budget:
+        try:
+            parse_duration(time_budget)
+        except ValueError as exc:
+            raise ReasonlabError(f"--time-budget: {exc}") from None
+
+
+def _run(runner, time_budget) -> None:
+    from reasonlab.interrupt import StageInterrupted
+
+    try:
+        summary = runner.run(time_budget)
+    except StageInterrupted:
+        raise SystemExit(runner.stop.exit_code)
     _print_summary(runner.dir, summary)
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--no-progress", is_flag=True)
+@click.option("--time-budget", help="Stop cleanly again before this much time passes.")
 @click.pass_context
-def resume(ctx, run_dir, no_progress):
+def resume(ctx, run_dir, no_progress, time_budget):
     """Continue RUN_DIR: finished stages are skipped, an interrupted one restarts from its checkpoint."""
     from reasonlab.recipe import load_recipe
     from reasonlab.runner import Runner
@@ -73,9 +95,9 @@ def resume(ctx, run_dir, no_progress):
     run_path = Path(run_dir)
     if not (run_path / "state.json").exists() or not (run_path / "recipe.toml").exists():
         raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=run_dir)
+    _check_budget(time_budget)
     loaded = load_recipe(run_path / "recipe.toml", plugins=_plugins(ctx))
-    summary = Runner(loaded, _plugins(ctx), run_path, progress=not no_progress).run()
-    _print_summary(run_path, summary)
+    _run(Runner(loaded, _plugins(ctx), run_path, progress=not no_progress), time_budget)
 
 
 @cli.command()

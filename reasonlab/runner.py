@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from reasonlab.errors import ReasonlabError
+from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.progress import RunProgress
 from reasonlab.stage import StageContext
 from reasonlab.tracking import MetricsHub, RunInfo
@@ -94,10 +95,14 @@ class Runner:
         write_json(self.state_path, state)
 
     # -- running -------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, time_budget: str | None = None) -> dict:
+        """Run (or continue) every stage. Returns the summary; a stop on request leaves the run resumable."""
         from reasonlab.modeling import apply_lora, restore_trainable
 
         recipe = self.recipe
+        budget = time_budget or recipe.info.time_budget
+        self.stop = StopSignal(parse_duration(budget) if budget else None)
+        self.stop.install()
         hook = self.plugins.pm.hook
         info = RunInfo(recipe=recipe.name, run_id=self.dir.name, dir=self.dir, config=recipe.resolved,
                        tags=list(recipe.info.tags), profile=recipe.profile)
@@ -123,6 +128,11 @@ class Runner:
                     write_json(self.dir / "summary.json", summary)
                 self._set_state(status="done", finished=time.time())
                 hook.on_run_end(run=info, summary=summary)
+            except StageInterrupted as exc:
+                self._set_state(status="interrupted", resumable=True, reason=self.stop.reason, message=str(exc))
+                progress.print(f"[yellow]stopped ({self.stop.reason}): {exc}. "
+                               f"Checkpoint written; continue with: reasonlab resume {self.dir}")
+                raise
             except BaseException as exc:
                 self._set_state(status="failed", error=f"{type(exc).__name__}: {exc}")
                 raise
@@ -147,9 +157,15 @@ class Runner:
         ctx = StageContext(
             name=stage.name, kind=stage.kind, config=stage.config, recipe=self.recipe, model=bundle,
             dir=stage_dir, seed=self.recipe.info.seed + index, plugins=self.plugins, log=hub.log, progress=progress,
+            should_stop=self.stop,
         )
         runner_cls = self.plugins.registry("stages").get(stage.kind)
-        result = runner_cls().run(ctx)
+        try:
+            result = runner_cls().run(ctx)
+        except StageInterrupted:
+            self._set_state(stage=stage.name, status="interrupted")
+            hub.end_stage({})
+            raise
         progress.end_stage()
         save_trainable(result.model, stage_dir / "final")
         hub.end_stage(result.metrics)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -37,6 +37,16 @@ class RecipeInfo(Strict):
     seed: int = 0
     source: str = ""
     tags: list[str] = []
+    time_budget: str | None = None  # e.g. "8h30m": stop cleanly before it runs out; resume later
+
+    @field_validator("time_budget")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            from reasonlab.interrupt import parse_duration
+
+            parse_duration(value)  # ValueError -> a recipe error at recipe.time_budget
+        return value
 
 
 DEFAULT_LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"

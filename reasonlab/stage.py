@@ -68,7 +68,15 @@ class StageContext:
     seed: int
     plugins: Any  # reasonlab.plugins.PluginSystem
     log: Callable[[dict[str, float], int], None]  # log(metrics, step)
-    progress: Any  # reasonlab.progress.StageProgress
+    progress: Any  # reasonlab.progress.RunProgress
+    should_stop: Callable[[], bool] = lambda: False  # poll once per step; end the data iterator when True
+
+    def stop_if_requested(self, steps_done: int, steps_total: int) -> None:
+        """After the trainer returned: raise StageInterrupted if it stopped early on request."""
+        from reasonlab.interrupt import StageInterrupted
+
+        if steps_done < steps_total and self.should_stop():
+            raise StageInterrupted(f"stage {self.name!r} stopped at step {steps_done}/{steps_total}")
 
     def registry(self, kind: str):
         return self.plugins.registry(kind)

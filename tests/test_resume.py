@@ -1,0 +1,170 @@
+"""Killed anywhere, a run resumes from its last checkpoint and ends bit-identical to an
+uninterrupted one; a time budget stops cleanly and resume finishes the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import read_metrics, reasonlab
+
+pytestmark = pytest.mark.slow
+
+RECIPE = """
+[recipe]
+name = "relay"
+seed = 3
+[model]
+preset = "tiny"
+lora = false
+[[stages]]
+name = "sft"
+kind = "sft"
+data = { source = "arithmetic", options = { n = 64 } }
+steps = 40
+batch_size = 8
+learning_rate = 3e-3
+max_prompt_tokens = 96
+max_completion_tokens = 64
+checkpoint_every = 5
+[[stages]]
+name = "grpo"
+kind = "grpo"
+data = { source = "arithmetic", options = { n = 16 } }
+steps = 4
+learning_rate = 1e-3
+max_prompt_tokens = 96
+max_completion_tokens = 24
+checkpoint_every = 1
+rewards = [{ name = "format_strict" }, { name = "answer_match" }]
+"""
+
+
+def final_params(run_dir: Path) -> dict[str, np.ndarray]:
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as ckpt:
+        tree = ckpt.restore((run_dir / "stages" / "grpo" / "final").absolute())
+    import jax
+
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def last_value(run_dir: Path, stage: str, key: str):
+    values = [(r["step"], r[key]) for r in read_metrics(run_dir) if r["stage"] == stage and key in r]
+    return max(values)[1]
+
+
+def start(recipe: Path, runs: Path, *extra) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.Popen([sys.executable, "-m", "reasonlab", "run", str(recipe), "--no-progress", "--runs-dir",
+                             str(runs), *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        assert proc.poll() is None, f"process ended early: {proc.stderr.read()[-2000:]}"
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def metric_seen(runs: Path, stage: str, key: str, step: int):
+    def check():
+        dirs = list((runs / "relay").glob("*/metrics.jsonl")) if (runs / "relay").exists() else []
+        if not dirs:
+            return False
+        for line in dirs[0].read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if r["stage"] == stage and key in r and r["step"] >= step:
+                return True
+        return False
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipe") / "relay.toml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(recipe, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("a")
+    result = reasonlab("run", recipe, "--no-progress", "--runs-dir", runs, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return next((runs / "relay").iterdir())
+
+
+def test_sigkill_mid_sft_and_mid_grpo_then_resume_is_bit_identical(recipe, uninterrupted, tmp_path):
+    runs = tmp_path / "runs"
+    proc = start(recipe, runs)
+    wait_for(metric_seen(runs, "sft", "train/loss", 12), proc)
+    proc.kill()
+    proc.wait()
+    run_dir = next((runs / "relay").iterdir())
+    assert json.loads((run_dir / "state.json").read_text())["stages"]["sft"]["status"] == "running"
+
+    resume = subprocess.Popen([sys.executable, "-m", "reasonlab", "resume", str(run_dir), "--no-progress"],
+                              env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for(metric_seen(runs, "grpo", "train/actor/loss", 2), resume)
+    resume.kill()
+    resume.wait()
+
+    final = reasonlab("resume", run_dir, "--no-progress", env={"WANDB_MODE": "disabled"})
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert json.loads((run_dir / "state.json").read_text())["status"] == "done"
+    expected, got = final_params(uninterrupted), final_params(run_dir)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert last_value(run_dir, "sft", "train/loss") == last_value(uninterrupted, "sft", "train/loss")
+    assert last_value(run_dir, "grpo", "train/actor/loss") == last_value(uninterrupted, "grpo", "train/actor/loss")
+
+
+def test_time_budget_stops_cleanly_and_resume_finishes(recipe, uninterrupted, tmp_path):
+    runs = tmp_path / "runs"
+    stopped = reasonlab("run", recipe, "--no-progress", "--runs-dir", runs, "--time-budget", "14s",
+                        env={"WANDB_MODE": "disabled"})
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "reasonlab resume" in stopped.stderr
+    run_dir = next((runs / "relay").iterdir())
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["resumable"] is True and state["reason"] == "time budget"
+    interrupted = [name for name, s in state["stages"].items() if s["status"] == "interrupted"]
+    assert len(interrupted) == 1
+    assert any((run_dir / "stages" / interrupted[0] / "checkpoints").rglob("_CHECKPOINT_METADATA"))
+
+    done = reasonlab("resume", run_dir, "--no-progress", env={"WANDB_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run_dir / "state.json").read_text())["status"] == "done"
+    expected, got = final_params(uninterrupted), final_params(run_dir)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_sigterm_stops_with_a_checkpoint(recipe, tmp_path):
+    runs = tmp_path / "runs"
+    proc = start(recipe, runs)
+    wait_for(metric_seen(runs, "sft", "train/loss", 3), proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    run_dir = next((runs / "relay").iterdir())
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["reason"] == "SIGTERM"
+    assert state["stages"]["sft"]["status"] == "interrupted"
