@@ -108,11 +108,13 @@ def test_lifecycle_hooks_fire_in_order(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in log.read_text().splitlines()]
     order = [r["hook"] for r in records if r["hook"] != "on_metrics"]
-    assert order == ["on_run_start", "on_stage_start", "on_stage_end", "on_stage_start", "on_stage_end", "on_run_end"]
+    assert order == ["on_run_start", *["on_stage_start", "on_stage_end"] * 4, "on_run_end"]
+    starts = [r["stage"] for r in records if r["hook"] == "on_stage_start"]
+    assert starts == ["eval_base", "sft", "grpo", "eval"]
     metrics = [r for r in records if r["hook"] == "on_metrics"]
-    assert {r["stage"] for r in metrics} == {"sft", "grpo"}
+    assert {r["stage"] for r in metrics} == {"eval_base", "sft", "grpo", "eval"}
     assert any("train/loss" in r["keys"] for r in metrics)
-    assert records[-1]["stages"] == ["grpo", "sft"]
+    assert records[-1]["stages"] == ["eval", "eval_base", "grpo", "sft"]
 
 
 def test_register_judges_and_commands(tmp_path):
