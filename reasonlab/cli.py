@@ -187,6 +187,17 @@ def plugins(ctx, as_json):
             click.echo(f"    {kind}: {', '.join(names)}")
 
 
+@plugins.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True)
+def plugins_new(name, parent):
+    """Create reasonlab-NAME/, a plugin package that installs and passes its tests unchanged."""
+    from reasonlab.scaffold import create
+
+    root = create(name, Path(parent))
+    click.echo(f"created {root}\n  pip install -e {root} && python -m pytest {root}/tests")
+
+
 def main(argv=None) -> None:
     from reasonlab.plugins import get_plugins
 

@@ -1,0 +1,1 @@
+"""An example reasonlab plugin package."""
