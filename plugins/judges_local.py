@@ -1,0 +1,66 @@
+"""``judge = "local"``: a model preset sampled in-process with Tunix's sampler (greedy).
+
+Options: ``preset`` (a model plugin name, default "gemma3-270m"), ``path``/``dtype`` as
+in ``[model]``, ``max_tokens`` (128), ``max_prompt_tokens`` (512), ``batch_size`` (8).
+The conversation is flattened to Gemma's chat turns. Suited to a bigger local Gemma
+given by path; the embedded 270M base model is a weak judge (its unparsable replies are
+counted as failures). A judge on its own device slice (G-RaR's split mesh) needs the
+mesh work of issue #11.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from reasonlab import hookimpl
+
+
+class LocalJudge:
+    def __init__(self, options: dict):
+        self.options = options
+        self._bundle = None
+        self._sampler = None
+        self._lock = threading.Lock()  # one generation at a time on this model
+
+    def _load(self):
+        from tunix.generate import sampler as sampler_lib
+
+        from reasonlab.plugins import get_plugins
+        from reasonlab.schema import ModelSpec
+
+        spec = ModelSpec(preset=self.options.get("preset", "gemma3-270m"), path=self.options.get("path"),
+                         dtype=self.options.get("dtype"))
+        self._bundle = get_plugins().registry("models").get(spec.preset)(spec)
+        config = self._bundle.model.config
+        self._sampler = sampler_lib.Sampler(self._bundle.model, self._bundle.tokenizer, sampler_lib.CacheConfig(
+            cache_size=int(self.options.get("max_prompt_tokens", 512)) + int(self.options.get("max_tokens", 128)) + 8,
+            num_layers=config.num_layers, num_kv_heads=config.num_kv_heads, head_dim=config.head_dim))
+
+    @staticmethod
+    def render(messages: list[dict]) -> str:
+        turns = []
+        for message in messages:
+            role = "model" if message["role"] == "assistant" else "user"
+            turns.append(f"<start_of_turn>{role}\n{message['content']}<end_of_turn>\n")
+        return "".join(turns) + "<start_of_turn>model\n"
+
+    def complete_many(self, conversations: list[list[dict]]) -> list[str | None]:
+        with self._lock:
+            if self._sampler is None:
+                self._load()
+            size = int(self.options.get("batch_size", 8))
+            prompts = [self.render(c) for c in conversations]
+            replies: list[str | None] = []
+            for start in range(0, len(prompts), size):
+                batch = prompts[start: start + size]
+                out = self._sampler(batch + [batch[-1]] * (size - len(batch)),
+                                    max_generation_steps=int(self.options.get("max_tokens", 128)),
+                                    max_prompt_length=int(self.options.get("max_prompt_tokens", 512)),
+                                    temperature=1.0, top_k=1, seed=0, eos_tokens=self._bundle.stop_ids or None)
+                replies += out.text[: len(batch)]
+            return replies
+
+
+@hookimpl
+def register_judges(register):
+    register("local", LocalJudge)

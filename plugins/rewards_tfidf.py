@@ -1,0 +1,53 @@
+"""``tfidf_relevance``: IDEA-E's CPU-side relevance reward (scikit-learn TF-IDF).
+
+score = cosine(tfidf(reasoning), tfidf(prompt + context)) × min(1, target_words / words)
+        + section_bonus × (share of the IDEA-E sections named in the reasoning)
+
+It rewards reasoning that stays on the prompt's vocabulary and penalises verbose,
+off-topic traces. The vectoriser is fitted per batch on the prompts, contexts and
+reasonings it scores. It runs in the reward thread pool, off the learner's thread.
+Options: ``target_words`` (default 120), ``context_column`` (optional extra text),
+``sections`` (default the five IDEA-E headings), ``section_bonus`` (default 0.0; IDEA-E
+recipes set it). The formula is our reading of the writeup ([I] in RECIPES.md).
+"""
+
+from __future__ import annotations
+
+from reasonlab import hookimpl
+from reasonlab.format import parse_completion
+
+IDEA_E_SECTIONS = ("identify", "determine", "explore", "act", "evaluate")
+
+
+def tfidf_relevance(prompts, completions, target_words: int = 120, context_column: str | None = None,
+                    sections=IDEA_E_SECTIONS, section_bonus: float = 0.0, **columns):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    contexts = columns.get(context_column) if context_column else None
+    references = [p + " " + str(contexts[i]) if contexts else p for i, p in enumerate(prompts)]
+    reasonings = [(parse_completion(c).reasoning or "") for c in completions]
+    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
+    try:
+        matrix = vectorizer.fit_transform(references + reasonings)
+    except ValueError:  # empty vocabulary: nothing but stop words everywhere
+        return [0.0] * len(completions)
+    n = len(completions)
+    scores = []
+    for i, reasoning in enumerate(reasonings):
+        words = len(reasoning.split())
+        if not words:
+            scores.append(0.0)
+            continue
+        relevance = float(cosine_similarity(matrix[i], matrix[n + i])[0, 0])
+        score = relevance * min(1.0, target_words / words)
+        if section_bonus:
+            lowered = reasoning.lower()
+            score += section_bonus * sum(s in lowered for s in sections) / len(sections)
+        scores.append(score)
+    return scores
+
+
+@hookimpl
+def register_rewards(register):
+    register("tfidf_relevance", tfidf_relevance)

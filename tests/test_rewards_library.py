@@ -1,0 +1,99 @@
+"""Each builtin reward on hand-written completions: right, wrong, malformed, empty, huge, adversarial."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from reasonlab_plugins.rewards_code import code_tests, run_sandboxed
+from reasonlab_plugins.rewards_math import math_equiv
+from reasonlab_plugins.rewards_process import checkpoints
+from reasonlab_plugins.rewards_tfidf import tfidf_relevance
+from reasonlab_plugins.rewards_think2b import think_2b
+from reasonlab_plugins.rewards_tunix import check_answer, check_numbers, match_format_approximately, match_format_exactly
+
+
+def wrap(answer, reasoning="work"):
+    return f"<reasoning>{reasoning}</reasoning><answer>{answer}</answer>"
+
+
+HUGE = wrap("7", "step " * 50000)
+
+
+def test_tunix_example_rewards():
+    completions = [wrap("7"), wrap(" 7 "), wrap("7.5"), wrap("8.2"), wrap("20"), "7", "", HUGE]
+    gold = ["7"] * len(completions)
+    assert match_format_exactly(None, completions) == [3, 3, 3, 3, 3, 0, 0, 3]
+    assert match_format_approximately(None, completions) == [2, 2, 2, 2, 2, -2, -2, 2]
+    assert check_answer(None, completions, answer=gold) == [3, 1.5, 0.5, 0.25, -1, 0, 0, 3]
+    assert check_numbers(None, completions, answer=gold) == [1.5, 1.5, 0, 0, 0, 0, 0, 1.5]
+    assert match_format_approximately(None, [wrap("1") + "<answer>2</answer>"]) == [0.5 * 2 - 0.5 * 2]
+
+
+def test_think_2b_as_coded():
+    gold = ["10"] * 6
+    completions = [wrap("10", "First, 4 + 6 = 10"), wrap("10.5", "4+6"), wrap("13"), wrap("none"),
+                   "<answer>10</answer>", ""]
+    assert think_2b(None, completions, answer=gold) == [2 + 25 + 2 + 1, 2 + 5 + 2, 2 - 15, 2 - 5, -10, -10]
+
+
+@pytest.mark.slow
+def test_math_equiv_forms_and_adversarial_input():
+    golds = ["3/4", "0.5", "1200", "(x+1)^2", "7", "7", "7"]
+    completions = [wrap("\\frac{3}{4}"), wrap("50\\%"), wrap("\\$1,200"), wrap("x^2+2x+1"), wrap("8"), "no tags", ""]
+    assert math_equiv(None, completions, answer=golds) == [1, 1, 1, 1, 0, 0, 0]
+    start = time.perf_counter()
+    assert math_equiv(None, [wrap("9**9**9**9"), wrap("7")], answer=["7", "7"], timeout=1.0) == [0, 1]
+    assert time.perf_counter() - start < 40  # the hung check was killed, the next one still answered
+
+
+def test_checkpoints_process_reward():
+    marks = ["4 * 2 = 8", "3 * 3 = 9", "8 + 9 = 17", "20 - 17"]
+    completions = [
+        wrap("3", "4×2=8, 3 · 3 = 9, 8+9 = 17, 20 − 17 = 3"),   # all four, other operator glyphs
+        wrap("3", "4 * 2 = 8 then guess"),                      # one
+        "4 * 2 = 8 3 * 3 = 9 <answer>3</answer>",               # outside <reasoning>: none
+        "", HUGE,
+    ]
+    scores = checkpoints(None, completions, checkpoints=[json.dumps(marks)] * 5)
+    assert scores == [pytest.approx(0.8), pytest.approx(0.2), 0, 0, 0]
+    assert checkpoints(None, [completions[0]], checkpoints=[marks], cap=0.5) == [0.5]
+
+
+def test_tfidf_relevance_prefers_on_topic_concise_reasoning():
+    prompt = "A doctor must decide whether to tell a patient about a risky experimental treatment."
+    on_topic = wrap("tell", "The doctor should tell the patient about the risky experimental treatment and its risk.")
+    off_topic = wrap("tell", "Bananas grow in tropical climates and are rich in potassium and fibre.")
+    verbose = wrap("tell", " ".join(["The doctor should tell the patient about the treatment."] * 40))
+    scores = tfidf_relevance([prompt] * 4, [on_topic, off_topic, verbose, "no tags"], target_words=40)
+    assert scores[0] > scores[2] > scores[1] >= 0 and scores[3] == 0
+    sectioned = wrap("x", "Identify the facts. Determine the conflict. Explore options. Act on one. Evaluate it.")
+    assert tfidf_relevance([prompt], [sectioned], section_bonus=0.5)[0] >= 0.5
+
+
+@pytest.mark.slow
+def test_code_tests_sandbox():
+    tests = [json.dumps(["assert add(1, 2) == 3", "assert add(-1, 1) == 0"])]
+    good = wrap("```python\ndef add(a, b):\n    return a + b\n```")
+    half = wrap("def add(a, b):\n    return abs(a) + b")
+    assert code_tests(None, [good, half, wrap("def add(:"), ""], tests=tests * 4) == [1.0, 0.5, 0.0, 0.0]
+    assert code_tests(None, [good, wrap("def add(:")], mode="syntax") == [1.0, 0.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code,error", [
+    ("while True:\n    pass", "timeout"),
+    ("x = bytearray(10 * 1024 ** 3)", "MemoryError"),
+    ("import socket\nsocket.create_connection(('127.0.0.1', 9))", "PermissionError"),
+    ("import os\nos.system('touch /tmp/escaped')", "PermissionError"),
+    ("open('/tmp/escaped', 'w').write('x')", "PermissionError"),
+    ("open('/etc/hostname').read()", "PermissionError"),
+])
+def test_sandbox_stops_hostile_code_and_the_learner_is_unaffected(code, error):
+    before = os.getpid()
+    result = run_sandboxed(code, ["assert True"], timeout=2.0)
+    assert result["passed"] == 0 and result["error"] == error
+    assert os.getpid() == before and not os.path.exists("/tmp/escaped")
