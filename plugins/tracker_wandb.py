@@ -56,7 +56,9 @@ class WandbTracker:
             dir=str(info.dir),
             mode=resolve_mode(self.options),
             reinit="create_new",
-            settings=wandb.Settings(console="off", silent=True),
+            # no system metadata: it records the command line, which may hold secrets in overrides;
+            # the run directory's environment.json keeps a redacted copy instead
+            settings=wandb.Settings(console="off", silent=True, x_disable_meta=True),
         )
         self._run.define_metric("stage_step")
         self._run.define_metric("*", step_metric="stage_step")

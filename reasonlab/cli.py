@@ -90,11 +90,10 @@ def _run(runner, time_budget) -> None:
 def resume(ctx, run_dir, no_progress, time_budget):
     """Continue RUN_DIR: finished stages are skipped, an interrupted one restarts from its checkpoint."""
     from reasonlab.recipe import load_recipe
-    from reasonlab.runner import Runner
+    from reasonlab.runner import Runner, check_run_dir
 
     run_path = Path(run_dir)
-    if not (run_path / "state.json").exists() or not (run_path / "recipe.toml").exists():
-        raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=run_dir)
+    check_run_dir(run_path)
     _check_budget(time_budget)
     loaded = load_recipe(run_path / "recipe.toml", plugins=_plugins(ctx))
     _run(Runner(loaded, _plugins(ctx), run_path, progress=not no_progress), time_budget)

@@ -124,7 +124,7 @@ def _loc_to_path(loc: tuple, stages: list | None = None) -> str:
         if isinstance(part, int):
             if i > 0 and loc[i - 1] == "stages" and stages and part < len(stages):
                 name = stages[part].get("name") if isinstance(stages[part], dict) else None
-                if name:
+                if isinstance(name, str) and name:
                     out = out[: -len("stages")] + f"stages.{name}"
                     continue
             out += f"[{part}]"

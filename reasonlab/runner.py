@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import platform
 import sys
 import time
@@ -28,6 +29,10 @@ from reasonlab.progress import RunProgress
 from reasonlab.stage import StageContext
 from reasonlab.tracking import MetricsHub, RunInfo
 
+RUN_FORMAT = 1  # bump when the run-directory layout changes incompatibly
+_SECRET_KEY = re.compile(r"(api_?key|secret|password|authorization|(^|_)token$)", re.IGNORECASE)
+REDACTED = "***redacted***"
+
 RECORDED_PACKAGES = ("reasonlab", "google-tunix", "jax", "jaxlib", "flax", "qwix", "optax", "orbax-checkpoint",
                      "grain", "wandb", "datasets", "pluggy")
 
@@ -39,14 +44,48 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def environment() -> dict:
+def redact(value):
+    """Replace the values of secret-looking keys (api_key, token, ...) in nested data and k=v strings."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) and not str(k).endswith("_env") else redact(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "=" in value:
+        key, _, _ = value.partition("=")
+        if _SECRET_KEY.search(key) and not key.endswith("_env"):
+            return f"{key}={REDACTED}"
+    return value
+
+
+def secret_values(value) -> set[str]:
+    """The values stored under secret-looking keys, to scrub from anything else we record."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if _SECRET_KEY.search(str(k)) and not str(k).endswith("_env") and isinstance(v, str) and v:
+                found.add(v)
+            else:
+                found |= secret_values(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= secret_values(v)
+    return found
+
+
+def environment(secrets: set[str] = frozenset()) -> dict:
     versions = {}
     for name in RECORDED_PACKAGES:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "argv": sys.argv, "packages": versions}
+    argv = []
+    for arg in redact(sys.argv):
+        for secret in secrets:
+            arg = arg.replace(secret, REDACTED)
+        argv.append(arg)
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "argv": argv, "packages": versions}
 
 
 def new_run_dir(root: Path, recipe_name: str) -> Path:
@@ -75,10 +114,12 @@ class Runner:
         import tomli_w
 
         run_dir = new_run_dir(Path(runs_root), recipe.name)
-        (run_dir / "recipe.toml").write_text(tomli_w.dumps(recipe.resolved), encoding="utf-8")
-        write_json(run_dir / "environment.json", {**environment(), "profile": recipe.profile, "source": str(recipe.path)})
+        (run_dir / "recipe.toml").write_text(tomli_w.dumps(redact(recipe.resolved)), encoding="utf-8")
+        write_json(run_dir / "environment.json",
+                   {**environment(secret_values(recipe.resolved)), "profile": recipe.profile, "source": str(recipe.path)})
         runner = cls(recipe, plugins, run_dir, progress)
-        write_json(runner.state_path, {"status": "created", "stages": {s.name: {"status": "pending"} for s in recipe.stages}})
+        write_json(runner.state_path, {"status": "created", "format": RUN_FORMAT,
+                                       "stages": {s.name: {"status": "pending"} for s in recipe.stages}})
         return runner
 
     # -- state ---------------------------------------------------------
@@ -104,7 +145,7 @@ class Runner:
         self.stop = StopSignal(parse_duration(budget) if budget else None)
         self.stop.install()
         hook = self.plugins.pm.hook
-        info = RunInfo(recipe=recipe.name, run_id=self.dir.name, dir=self.dir, config=recipe.resolved,
+        info = RunInfo(recipe=recipe.name, run_id=self.dir.name, dir=self.dir, config=redact(recipe.resolved),
                        tags=list(recipe.info.tags), profile=recipe.profile)
         trackers = [self.plugins.registry("trackers").get(name)(options, info)
                     for name, options in recipe.tracking.items() if name != "jsonl"]
@@ -174,14 +215,29 @@ class Runner:
         return result.model, result.metrics
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse folders that are not reasonlab runs, or runs of an incompatible layout."""
+    state_path, recipe_path = run_dir / "state.json", run_dir / "recipe.toml"
+    if not state_path.exists() or not recipe_path.exists():
+        raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=str(run_dir))
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReasonlabError(f"state.json is unreadable: {exc}", where=str(state_path)) from None
+    if state.get("format") != RUN_FORMAT:
+        raise ReasonlabError(f"run directory format {state.get('format')!r}, this reasonlab reads {RUN_FORMAT}",
+                             where=str(run_dir), hint="resume it with the reasonlab version that created it")
+    if "stages" not in state:
+        raise ReasonlabError("state.json has no stages", where=str(state_path))
+
+
 def load_run_model(run_dir: Path, plugins, stage: str | None = None):
     """The model of a finished stage of a run (default: the last finished one), restored from orbax."""
     from reasonlab.modeling import apply_lora, restore_trainable
     from reasonlab.recipe import load_recipe
 
     run_dir = Path(run_dir)
-    if not (run_dir / "state.json").exists() or not (run_dir / "recipe.toml").exists():
-        raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=str(run_dir))
+    check_run_dir(run_dir)
     recipe = load_recipe(run_dir / "recipe.toml", plugins=plugins)
     state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
     done = [s.name for s in recipe.stages if state["stages"].get(s.name, {}).get("status") == "done"]
