@@ -31,7 +31,7 @@ def test_concurrency_overlaps_requests():
         elapsed = time.perf_counter() - start
     assert replies == ['{"score": 5}'] * 64
     assert elapsed < 1.5, elapsed  # serial would be 12.8 s; ideal 4 waves x 0.2 s
-    assert server.max_in_flight == 16
+    assert 8 <= server.max_in_flight <= 16  # really overlapping, and never above the limit
 
 
 def test_retries_survive_500s_and_timeouts():
