@@ -160,6 +160,8 @@ class EvalStage:
             extra_samples = [s for d in draws for s in d]
         metrics["items"] = float(len(prompts))
         ctx.log(metrics, 0)
+        columns = ["prompt", "completion", "answer", "gold", "format", "correct", "truncated"]
+        ctx.log_table("eval/samples", columns, [[s.get(c) for c in columns] for s in greedy], 0)
         (ctx.dir / "eval.json").write_text(json.dumps({"protocol": cfg.protocol, "metrics": metrics}, indent=2))
         with open(ctx.dir / "samples.jsonl", "w", encoding="utf-8") as fh:
             for s in greedy + extra_samples:

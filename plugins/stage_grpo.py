@@ -6,13 +6,16 @@ sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
 ``reasonlab.rewards.CompositeReward``), ``reward_fallback``/``fail_fast`` (what a
 failing reward gives), ``max_grad_norm``. ``batch_size`` counts prompts per step.
 
-With LoRA the reference model is the frozen backbone under the adapters (no copy);
-without LoRA it is a copy of the model as the stage starts.
+``reference`` picks the KL anchor: "initial" (default) is a frozen copy of the policy as
+the stage starts — after an SFT stage, the SFT model, as in the published recipes;
+"base" (LoRA only) is the backbone under the adapters, shared without a copy (less
+memory, but the KL then also pulls away from what earlier stages taught).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -37,6 +40,7 @@ class GRPOConfig(TrainingStageConfig):
     rewards: list[RewardSpec] = Field(min_length=1)
     reward_fallback: float = 0.0
     fail_fast: bool = False
+    reference: Literal["initial", "base"] = "initial"
     max_prompt_tokens: PositiveInt = 128
     max_completion_tokens: PositiveInt = 128
 
@@ -93,7 +97,9 @@ class GRPOStage:
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
 
         mesh = single_device_mesh()
-        reference = bundle.base if bundle.lora else nnx.clone(bundle.model)
+        if cfg.reference == "base" and not bundle.lora:
+            raise DataError('reference = "base" needs a LoRA model', where=f"stages.{ctx.name}.reference")
+        reference = bundle.base if cfg.reference == "base" else nnx.clone(bundle.model)
         schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(int(cfg.steps * cfg.warmup_ratio), 1),
                                                       max(cfg.steps, 2), cfg.learning_rate * 0.1)
         optimizer = optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.1)

@@ -67,6 +67,13 @@ class WandbTracker:
         if self._run is not None:
             self._run.log({"stage_step": step, **metrics})
 
+    def log_table(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
+        """Each table goes under its own key with its step, so later tables never overwrite earlier ones."""
+        import wandb
+
+        if self._run is not None:
+            self._run.log({"stage_step": step, f"{name}/step_{step}": wandb.Table(columns=columns, data=rows)})
+
     def end_stage(self, summary: dict) -> None:
         if self._run is not None:
             self._run.summary.update(summary)

@@ -117,6 +117,33 @@ def export(ctx, run_dir, out, stage):
     click.echo(f"exported stage {stage!r} of {run_dir} to {out}")
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--metric", "metrics", multiple=True, help="Glob of metrics to show (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Write PNG plots here.")
+def compare(run_dirs, metrics, out):
+    """Compare runs: differing configuration, final metrics, and (with --out) plots."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from reasonlab.compare import DEFAULT_METRICS, RunRecord, differing_config, final_metrics, plot
+
+    runs = [RunRecord(Path(p)) for p in run_dirs]
+    console = Console(width=None if sys.stdout.isatty() else 200)  # piped output: never truncate keys
+    for title, rows in (("configuration that differs", differing_config(runs)),
+                        ("final metrics", final_metrics(runs, metrics or DEFAULT_METRICS))):
+        table = Table(title=title)
+        table.add_column("key")
+        for run in runs:
+            table.add_column(run.label, justify="right")
+        for key, values in rows.items():
+            table.add_row(key, *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+        console.print(table)
+    if out:
+        for path in plot(runs, final_metrics(runs, metrics or DEFAULT_METRICS), Path(out)):
+            console.print(f"wrote {path}")
+
+
 def _print_summary(run_dir: Path, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -198,7 +198,7 @@ class Runner:
         ctx = StageContext(
             name=stage.name, kind=stage.kind, config=stage.config, recipe=self.recipe, model=bundle,
             dir=stage_dir, seed=self.recipe.info.seed + index, plugins=self.plugins, log=hub.log, progress=progress,
-            should_stop=self.stop,
+            should_stop=self.stop, log_table=hub.log_table,
         )
         runner_cls = self.plugins.registry("stages").get(stage.kind)
         try:

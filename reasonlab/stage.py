@@ -70,6 +70,7 @@ class StageContext:
     log: Callable[[dict[str, float], int], None]  # log(metrics, step)
     progress: Any  # reasonlab.progress.RunProgress
     should_stop: Callable[[], bool] = lambda: False  # poll once per step; end the data iterator when True
+    log_table: Callable[[str, list[str], list[list], int], None] = lambda name, columns, rows, step: None
 
     def stop_if_requested(self, steps_done: int, steps_total: int) -> None:
         """After the trainer returned: raise StageInterrupted if it stopped early on request."""

@@ -30,6 +30,7 @@ class Tracker(Protocol):
     def log(self, metrics: dict[str, float], step: int) -> None: ...
     def end_stage(self, summary: dict[str, float]) -> None: ...
     def close(self) -> None: ...
+    # optional: log_table(name, columns, rows, step) for per-sample tables (eval samples)
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, float]:
@@ -76,6 +77,12 @@ class MetricsHub:
             tracker.log(metrics, step)
         self.hook.on_metrics(run=self.run, stage=self.stage, step=step, metrics=metrics)
         self.progress.update(step, metrics)
+
+    def log_table(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
+        """A table (e.g. eval samples) for trackers that take tables; the stage keeps its own JSONL copy."""
+        for tracker in self.trackers:
+            if hasattr(tracker, "log_table"):
+                tracker.log_table(name, columns, rows, int(step))
 
     def end_stage(self, summary: dict[str, float]) -> None:
         for tracker in self.trackers:

@@ -1,0 +1,112 @@
+"""``reasonlab compare``: runs side by side from their run directories (offline).
+
+Prints the configuration keys that differ and each stage's final metrics, and writes
+PNG plots with matplotlib: one figure of training curves per stage, and one bar chart
+of the final metrics.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import tomllib
+from pathlib import Path
+
+from reasonlab.errors import ReasonlabError
+
+DEFAULT_METRICS = ("*accuracy*", "*loss*", "reward/total/mean", "pass@*", "consensus_*")
+CURVES = ("train/loss", "train/actor/loss", "reward/total/mean", "train/actor/kl")
+
+
+def flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key, child in value.items():
+            out |= flatten(child, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return flatten({v["name"]: {k: x for k, x in v.items() if k != "name"} for v in value}, prefix)
+    return {prefix: value}
+
+
+class RunRecord:
+    def __init__(self, path: Path):
+        if not (path / "recipe.toml").exists():
+            raise ReasonlabError("not a reasonlab run directory (no recipe.toml)", where=str(path))
+        self.path = path
+        self.config = flatten(tomllib.loads((path / "recipe.toml").read_text(encoding="utf-8")))
+        summary = path / "summary.json"
+        self.summary = json.loads(summary.read_text()) if summary.exists() else {}
+        self.metrics = []
+        if (path / "metrics.jsonl").exists():
+            for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+                try:
+                    self.metrics.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.get('recipe.name', '?')}/{self.path.name}"
+
+
+def differing_config(runs: list[RunRecord]) -> dict[str, list]:
+    keys = sorted(set().union(*(r.config for r in runs)))
+    return {k: [r.config.get(k) for r in runs] for k in keys
+            if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1}
+
+
+def final_metrics(runs: list[RunRecord], patterns) -> dict[str, list]:
+    rows: dict[str, list] = {}
+    for i, run in enumerate(runs):
+        for stage, metrics in run.summary.items():
+            for key, value in metrics.items():
+                if any(fnmatch.fnmatch(key, p) for p in patterns):
+                    rows.setdefault(f"{stage}/{key}", [None] * len(runs))[i] = value
+    return dict(sorted(rows.items()))
+
+
+def plot(runs: list[RunRecord], finals: dict[str, list], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    stages = sorted({r["stage"] for run in runs for r in run.metrics})
+    for stage in stages:
+        series = [k for k in CURVES if any(r["stage"] == stage and k in r for run in runs for r in run.metrics)]
+        if not series:
+            continue
+        fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.6), squeeze=False)
+        for ax, key in zip(axes[0], series):
+            for run in runs:
+                points = sorted((r["step"], r[key]) for r in run.metrics if r["stage"] == stage and key in r)
+                if points:
+                    ax.plot(*zip(*points), label=run.label, marker="." if len(points) < 30 else None)
+            ax.set_title(f"{stage}: {key}")
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"curves_{stage}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    if finals:
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(finals)), 4))
+        width = 0.8 / len(runs)
+        for i, run in enumerate(runs):
+            values = [v[i] if isinstance(v[i], (int, float)) else 0.0 for v in finals.values()]
+            ax.bar([x + i * width for x in range(len(finals))], values, width, label=run.label)
+        ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(finals))])
+        ax.set_xticklabels(list(finals), rotation=30, ha="right", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.set_title("final metrics")
+        fig.tight_layout()
+        path = out / "final_metrics.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
