@@ -2,7 +2,9 @@
 reasoning traces and metadata checkpoints. No hub, deterministic per seed and split.
 
 Options (``data.options``): ``n`` rows (default 256), ``seed`` (default 0),
-``max_operand`` (default 20), ``max_ops`` 1–3 operations per problem (default 2).
+``max_operand`` (default 20), ``max_ops`` 1–3 operations per problem (default 2),
+``pairs`` (default false): add ``chosen`` (the well-formed, correct trace) and
+``rejected`` (a corrupted one: wrong answer, swapped or missing tags, or rambling).
 Train and test splits never share a problem.
 """
 
@@ -49,7 +51,20 @@ def _problem(rng: random.Random, max_operand: int, max_ops: int) -> dict:
     }
 
 
-def generate(n: int = 256, seed: int = 0, split: str = "train", max_operand: int = 20, max_ops: int = 2) -> list[dict]:
+def _rejected(row: dict, rng: random.Random) -> str:
+    wrong = str(int(row["answer"]) + rng.choice([-3, -1, 1, 2, 10]))
+    kind = rng.randrange(4)
+    if kind == 0:
+        return f"<reasoning>{row['reasoning']}</reasoning><answer>{wrong}</answer>"
+    if kind == 1:
+        return f"<answer>{row['answer']}</answer><reasoning>{row['reasoning']}</reasoning>"
+    if kind == 2:
+        return f"{row['reasoning']} The answer is {row['answer']}."
+    return f"<reasoning>Let me think. {row['reasoning']} Hmm, maybe not.</reasoning><answer>{wrong} or so</answer>"
+
+
+def generate(n: int = 256, seed: int = 0, split: str = "train", max_operand: int = 20, max_ops: int = 2,
+             pairs: bool = False) -> list[dict]:
     """``n`` distinct problems; the test split excludes every question the train split could produce first."""
     rng = random.Random(seed * 1_000_003 + zlib.crc32(split.encode()))
     rows, seen = [], set()
@@ -60,6 +75,9 @@ def generate(n: int = 256, seed: int = 0, split: str = "train", max_operand: int
         if row["question"] in seen or bucket != ("test" if split == "test" else "train"):
             continue
         seen.add(row["question"])
+        if pairs:
+            row["chosen"] = f"<reasoning>{row['reasoning']}</reasoning><answer>{row['answer']}</answer>"
+            row["rejected"] = _rejected(row, rng)
         rows.append(row)
     return rows
 
@@ -71,9 +89,10 @@ def load(arg: str, spec) -> list[dict]:
 def _check(arg: str, spec) -> None:
     from reasonlab.errors import DataError
 
-    unknown = set(spec.options) - {"n", "seed", "max_operand", "max_ops"}
+    unknown = set(spec.options) - {"n", "seed", "max_operand", "max_ops", "pairs"}
     if unknown:
-        raise DataError(f"unknown arithmetic option(s): {', '.join(sorted(unknown))}", hint="known: n, seed, max_operand, max_ops")
+        raise DataError(f"unknown arithmetic option(s): {', '.join(sorted(unknown))}",
+                        hint="known: n, seed, max_operand, max_ops, pairs")
 
 
 load.check = _check

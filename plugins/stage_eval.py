@@ -26,6 +26,7 @@ from pydantic import Field, PositiveInt
 from reasonlab import hookimpl
 from reasonlab.data import render_prompt, require_columns
 from reasonlab.format import parse_completion, parse_number
+from reasonlab.sampling import Generator
 from reasonlab.schema import DataSpec, PluginRef
 from reasonlab.stage import StageConfig, StageResult
 
@@ -96,34 +97,6 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
     return metrics
 
 
-class Generator:
-    """Batched generation with Tunix's sampler; fixed prompt length so XLA compiles once."""
-
-    def __init__(self, bundle, cfg: EvalConfig):
-        from tunix.generate import sampler as sampler_lib
-
-        self.bundle, self.cfg = bundle, cfg
-        config = bundle.model.config
-        self.sampler = sampler_lib.Sampler(
-            bundle.model, bundle.tokenizer,
-            sampler_lib.CacheConfig(cache_size=cfg.max_prompt_tokens + cfg.max_completion_tokens + 8,
-                                    num_layers=config.num_layers, num_kv_heads=config.num_kv_heads,
-                                    head_dim=config.head_dim))
-
-    def __call__(self, prompts: list[str], temperature: float, top_k: int | None, seed: int):
-        texts, truncated = [], []
-        size = self.cfg.batch_size
-        for start in range(0, len(prompts), size):
-            batch = prompts[start: start + size]
-            padded = batch + [batch[-1]] * (size - len(batch))  # same batch shape every call
-            out = self.sampler(padded, max_generation_steps=self.cfg.max_completion_tokens,
-                               max_prompt_length=self.cfg.max_prompt_tokens, temperature=temperature,
-                               top_k=top_k, top_p=None, seed=seed, eos_tokens=self.bundle.stop_ids or None)
-            texts += out.text[: len(batch)]
-            truncated += [len(t) >= self.cfg.max_completion_tokens for t in out.tokens[: len(batch)]]
-        return texts, truncated
-
-
 class EvalStage:
     Config = EvalConfig
 
@@ -135,7 +108,7 @@ class EvalStage:
         rows = [r for r in rows if len(bundle.tokenizer.encode(render_prompt(r, cfg.data))) + 1 <= cfg.max_prompt_tokens]
         prompts = [render_prompt(r, cfg.data) for r in rows]
         answer_fn = ctx.registry("rewards").get(cfg.answer_reward)
-        generate = Generator(bundle, cfg)
+        generate = Generator(bundle, cfg.max_prompt_tokens, cfg.max_completion_tokens, cfg.batch_size)
         ctx.progress.set_total(len(prompts))
 
         def sample(temperature, top_k, seed):

@@ -1,0 +1,193 @@
+"""``kind = "preference"``: DPO, ORPO, SimPO — any preference loss plugin — on Tunix's DPOTrainer.
+
+Recipe keys (besides ``TrainingStageConfig``):
+- ``loss`` — a preference loss plugin ("dpo", "orpo", "simpo", or a third party's);
+  ``loss_options`` its hyperparameters (e.g. ``{ beta = 2.0, gamma_beta_ratio = 0.5 }``).
+  Tunix's own DPOTrainer silently trains DPO for an unknown algorithm name; here an
+  unknown loss is a recipe error.
+- ``pairs`` — where the (chosen, rejected) pairs come from:
+  "data": the rows' ``chosen_field`` / ``rejected_field`` columns;
+  "self": ``num_samples`` samples per prompt from the current model, ranked by the
+  ``rewards`` list (best vs worst; ties skipped) — format-enforcing pairs without a teacher;
+  "chosen_data": ``chosen_field`` (or the reasoning/answer target) vs one sample from the model.
+- ``sample_temperature``/``sample_top_k`` for sampled pairs.
+The same length budget as SFT applies (over-long pairs are dropped, never truncated).
+Logged per step: loss, reward margin and accuracy, chosen/rejected log-probs and lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt
+
+from reasonlab import hookimpl
+from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
+from reasonlab.errors import DataError, RecipeError
+from reasonlab.rewards import CompositeReward
+from reasonlab.schema import PluginRef, RewardSpec
+from reasonlab.stage import StageResult, TrainingStageConfig
+
+
+class PreferenceConfig(TrainingStageConfig):
+    loss: Annotated[str, PluginRef("losses")] = "dpo"
+    loss_options: dict = {}
+    pairs: Literal["data", "self", "chosen_data"] = "data"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    rewards: list[RewardSpec] = []
+    num_samples: int = Field(4, ge=2)
+    sample_temperature: float = Field(1.0, gt=0)
+    sample_top_k: PositiveInt | None = 50
+    learning_rate: float = Field(1e-5, gt=0)
+
+
+def build_pairs(ctx, cfg, rows, prompts):
+    """[(prompt, chosen, rejected)] from the configured source."""
+    if cfg.pairs == "data":
+        require_columns(rows, [cfg.chosen_field, cfg.rejected_field], cfg.data)
+        return [(p, str(r[cfg.chosen_field]), str(r[cfg.rejected_field])) for p, r in zip(prompts, rows)]
+    from reasonlab.sampling import Generator
+
+    generate = Generator(ctx.model, cfg.max_prompt_tokens, cfg.max_completion_tokens, batch_size=8)
+    if cfg.pairs == "chosen_data":
+        chosen = [str(r[cfg.chosen_field]) if cfg.chosen_field in r else render_target(r, cfg.data) for r in rows]
+        sampled, _ = generate(prompts, cfg.sample_temperature, cfg.sample_top_k, ctx.seed)
+        return [(p, c, s) for p, c, s in zip(prompts, chosen, sampled) if c.strip() != s.strip()]
+    if not cfg.rewards:
+        raise RecipeError('pairs = "self" ranks samples with rewards; list some', where=f"stages.{ctx.name}.rewards")
+    reward = CompositeReward(cfg.rewards, ctx.registry("rewards"))
+    try:
+        draws = [generate(prompts, cfg.sample_temperature, cfg.sample_top_k, ctx.seed + 1000 * k)[0]
+                 for k in range(cfg.num_samples)]
+        columns = {key: [row.get(key) for row in rows] for key in rows[0]}
+        scores = [reward(prompts, d, **columns) for d in draws]
+    finally:
+        reward.close()
+    pairs, ties = [], 0
+    for i, prompt in enumerate(prompts):
+        ranked = sorted(range(cfg.num_samples), key=lambda k: scores[k][i])
+        worst, best = ranked[0], ranked[-1]
+        if scores[best][i] == scores[worst][i]:
+            ties += 1
+            continue
+        pairs.append((prompt, draws[best][i], draws[worst][i]))
+    ctx.log({"pairs/ties_skipped": ties}, 0)
+    return pairs
+
+
+def tokenize_pairs(pairs, tokenizer, max_prompt: int, max_completion: int):
+    encoded = [([tokenizer.bos_id(), *tokenizer.encode(p)], [*tokenizer.encode(c), tokenizer.eos_id()],
+                [*tokenizer.encode(r), tokenizer.eos_id()]) for p, c, r in pairs]
+    lengths = [(len(p), max(len(c), len(r))) for p, c, r in encoded]
+    return apply_length_budget(encoded, lengths, (max_prompt, max_completion))
+
+
+def batches(encoded, cfg, seed: int, should_stop):
+    """Left-padded prompts, right-padded completions, fixed shapes (one compile)."""
+    import numpy as np
+    from tunix.sft.dpo.dpo_trainer import TrainingInput
+
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(cfg.steps):
+        if should_stop():
+            return
+        while len(order) < cfg.batch_size:
+            order += rng.permutation(len(encoded)).tolist()
+        chosen_rows, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
+        arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
+                  for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
+        for row, index in enumerate(chosen_rows):
+            prompt, chosen, rejected = encoded[index]
+            arrays["prompt_ids"][row, -len(prompt):] = prompt
+            arrays["prompt_mask"][row, -len(prompt):] = 1
+            for name, ids in (("chosen", chosen), ("rejected", rejected)):
+                arrays[f"{name}_ids"][row, : len(ids)] = ids
+                arrays[f"{name}_mask"][row, : len(ids)] = 1
+        yield TrainingInput(**arrays)
+
+
+def make_loss_fn(loss, options: dict):
+    """A Tunix DPOTrainer loss: sequence log-probs from Tunix, the formula from the plugin."""
+    import jax.numpy as jnp
+    from tunix.sft.dpo import dpo_trainer
+
+    def loss_fn(model, train_example):
+        chosen, rejected = dpo_trainer.compute_logps(
+            model, train_example.input_ids, train_example.positions, train_example.attention_mask,
+            train_example.logits_to_keep, train_example.completion_mask)
+        half = train_example.completion_mask.shape[0] // 2
+        lengths = jnp.maximum(train_example.completion_mask.sum(axis=-1), 1.0)
+        c_len, r_len = lengths[:half], lengths[half:]
+        ref_c = train_example.ref_chosen_logps if train_example.ref_chosen_logps is not None else 0.0
+        ref_r = train_example.ref_rejected_logps if train_example.ref_rejected_logps is not None else 0.0
+        losses, c_reward, r_reward = loss(chosen, rejected, c_len, r_len, ref_c, ref_r, **options)
+        return losses.mean(), {
+            "rewards/chosen": c_reward.mean(), "rewards/rejected": r_reward.mean(),
+            "rewards/margin": (c_reward - r_reward).mean(), "rewards/accuracy": (c_reward > r_reward).mean(),
+            "log_probs/chosen": chosen.mean(), "log_probs/rejected": rejected.mean(),
+            "lengths/chosen": c_len.mean(), "lengths/rejected": r_len.mean(),
+        }
+
+    return loss_fn
+
+
+class PreferenceStage:
+    Config = PreferenceConfig
+
+    def run(self, ctx) -> StageResult:
+        import numpy as np
+        from flax import nnx
+        from tunix.sft import metrics_logger
+        from tunix.sft.dpo import dpo_trainer
+
+        from reasonlab.tunix_bridge import checkpoint_options, metrics_options
+        from reasonlab_plugins.stage_sft import optimizer
+
+        cfg: PreferenceConfig = ctx.config
+        bundle = ctx.model
+        loss = ctx.registry("losses").get(cfg.loss)
+        if not hasattr(loss, "needs_reference"):
+            raise RecipeError(f"loss {cfg.loss!r} is not a preference loss (it has no needs_reference)",
+                              where=f"stages.{ctx.name}.loss", hint="use dpo, orpo, simpo or a preference loss plugin")
+        rows = ctx.load_rows(cfg.data)
+        require_columns(rows, [cfg.data.question_field], cfg.data)
+        prompts = [render_prompt(r, cfg.data) for r in rows]
+        budget = tokenize_pairs(build_pairs(ctx, cfg, rows, prompts), bundle.tokenizer,
+                                cfg.max_prompt_tokens, cfg.max_completion_tokens)
+        ctx.log({"data/rows": len(rows), "data/pairs": len(budget.kept), "data/dropped_overlength": budget.dropped}, 0)
+        if not budget.kept:
+            raise DataError(f"no preference pairs left from {len(rows)} rows (ties or length budget)",
+                            where=f"stages.{ctx.name}", hint="check pairs, rewards and max_*_tokens")
+        reference = nnx.clone(bundle.model) if loss.needs_reference else None
+        trainer = dpo_trainer.DPOTrainer(
+            model=bundle.model, ref_model=reference, optimizer=optimizer(cfg),
+            training_config=dpo_trainer.DPOTrainingConfig(
+                eval_every_n_steps=cfg.steps + 1, max_steps=cfg.steps,
+                checkpoint_root_directory=str(ctx.checkpoint_dir.absolute()),
+                checkpointing_options=checkpoint_options(cfg.checkpoint_every or cfg.steps),
+                metrics_logging_options=metrics_options(ctx.log, ctx.dir / "tunix"), pbar_description=None))
+        trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
+        trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
+        trainer._aux_metrics_to_log.update({"lengths/chosen": np.mean, "lengths/rejected": np.mean})
+        try:
+            trainer.train(batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
+        except BaseException:
+            trainer.close()
+            raise
+        ctx.stop_if_requested(trainer.train_steps, cfg.steps)
+        history = trainer.metrics_logger
+        metrics = {"pairs": float(len(budget.kept))}
+        for key in ("loss", "rewards/accuracy", "rewards/margin"):
+            if history.metric_exists("", key, metrics_logger.Mode.TRAIN):
+                values = history.get_metric_history("", key, metrics_logger.Mode.TRAIN)
+                metrics[f"first_{key.replace('/', '_')}"] = float(values[0])
+                metrics[f"final_{key.replace('/', '_')}"] = float(values[-1])
+        return StageResult(bundle, metrics)
+
+
+@hookimpl
+def register_stages(register):
+    register("preference", PreferenceStage)
