@@ -4,6 +4,9 @@
   relative to the current directory;
 - ``source = "hf:owner/name"`` (``data.options.name`` picks a config), needs the network
   or a populated HF cache.
+
+``data.options.answer_separator`` (e.g. "####" for GSM8K) splits the ``answer`` column
+into ``reasoning`` (before) and ``answer`` (after), for either source.
 """
 
 from __future__ import annotations
@@ -64,7 +67,19 @@ def load_file(arg: str, spec) -> list[dict]:
         ds = datasets.load_dataset(_BUILDERS[path.suffix], data_files=str(path), split="train")
     except Exception as exc:
         raise DataError(f"could not read: {type(exc).__name__}: {exc}", where=str(path)) from exc
-    return ds.to_list()
+    return split_answers(ds.to_list(), spec)
+
+
+def split_answers(rows: list[dict], spec) -> list[dict]:
+    separator = spec.options.get("answer_separator")
+    if not separator:
+        return rows
+    for row in rows:
+        text = str(row.get(spec.answer_field, ""))
+        if separator in text:
+            reasoning, _, answer = text.rpartition(separator)
+            row[spec.reasoning_field], row[spec.answer_field] = reasoning.strip(), answer.strip()
+    return rows
 
 
 def load_hub(arg: str, spec) -> list[dict]:
@@ -78,7 +93,7 @@ def load_hub(arg: str, spec) -> list[dict]:
             f"could not load {arg!r} split {spec.split!r} from the Hugging Face Hub: {type(exc).__name__}: {exc}",
             hint='without network access, save it as JSONL and use source = "file:PATH"',
         ) from exc
-    return ds.to_list()
+    return split_answers(ds.to_list(), spec)
 
 
 load_file.check = check_file

@@ -49,15 +49,19 @@ class LocalJudge:
             if self._sampler is None:
                 self._load()
             size = int(self.options.get("batch_size", 8))
+            limit = int(self.options.get("max_prompt_tokens", 512))
             prompts = [self.render(c) for c in conversations]
-            replies: list[str | None] = []
-            for start in range(0, len(prompts), size):
-                batch = prompts[start: start + size]
+            # a prompt over the budget gets no verdict (None: a counted failure), never a truncated one
+            fits = [i for i, p in enumerate(prompts) if len(self._bundle.tokenizer.encode(p)) + 1 <= limit]
+            replies: list[str | None] = [None] * len(prompts)
+            for start in range(0, len(fits), size):
+                batch = [prompts[i] for i in fits[start: start + size]]
                 out = self._sampler(batch + [batch[-1]] * (size - len(batch)),
                                     max_generation_steps=int(self.options.get("max_tokens", 128)),
-                                    max_prompt_length=int(self.options.get("max_prompt_tokens", 512)),
-                                    temperature=1.0, top_k=1, seed=0, eos_tokens=self._bundle.stop_ids or None)
-                replies += out.text[: len(batch)]
+                                    max_prompt_length=limit, temperature=1.0, top_k=1, seed=0,
+                                    eos_tokens=self._bundle.stop_ids or None)
+                for i, text in zip(fits[start: start + size], out.text):
+                    replies[i] = text
             return replies
 
 

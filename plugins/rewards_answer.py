@@ -8,7 +8,7 @@ Options: ``tolerance``, ``answer_column`` (default "answer").
 from __future__ import annotations
 
 from reasonlab import hookimpl
-from reasonlab.format import parse_completion, parse_number
+from reasonlab.format import gold_answer, parse_completion, parse_number
 
 
 def answer_match(prompts, completions, tolerance: float = 1e-6, answer_column: str = "answer", **columns) -> list[float]:
@@ -18,7 +18,7 @@ def answer_match(prompts, completions, tolerance: float = 1e-6, answer_column: s
     scores = []
     for text, gold in zip(completions, golds):
         predicted = parse_number(parse_completion(text).answer)
-        expected = parse_number(str(gold))
+        expected = parse_number(gold_answer(gold))
         scores.append(1.0 if predicted is not None and expected is not None and abs(predicted - expected) <= tolerance else 0.0)
     return scores
 

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import threading
 
 from reasonlab import hookimpl
-from reasonlab.format import parse_completion
+from reasonlab.format import gold_answer, parse_completion
 
 
 def _serve(conn) -> None:
@@ -80,7 +80,7 @@ def math_equiv(prompts, completions, timeout: float = 2.0, answer_column: str = 
     scores = []
     for text, gold in zip(completions, golds):
         answer = parse_completion(text).answer
-        scores.append(1.0 if answer and _worker.equivalent(str(gold), answer, timeout) else 0.0)
+        scores.append(1.0 if answer and _worker.equivalent(gold_answer(gold), answer, timeout) else 0.0)
     return scores
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from reasonlab import hookimpl
-from reasonlab.format import parse_number
+from reasonlab.format import gold_answer, parse_number
 
 STEP_WORDS = ("first", "then", "next", "finally", "step", "so", "therefore")
 _REASONING = re.compile(r"<reasoning>(.*?)</reasoning>", re.DOTALL)
@@ -25,7 +25,7 @@ def score_one(text: str, gold, step_words=STEP_WORDS) -> float:
     if not reasoning or not answer:
         return -10.0
     score = 2.0
-    predicted, expected = parse_number(answer.group(1)), parse_number(str(gold))
+    predicted, expected = parse_number(answer.group(1)), parse_number(gold_answer(gold))
     if predicted is None:
         score -= 5.0
     elif expected is not None and abs(predicted - expected) < 0.01:

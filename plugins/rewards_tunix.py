@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from reasonlab import hookimpl
-from reasonlab.format import parse_number
+from reasonlab.format import gold_answer, parse_number
 
 _FULL = re.compile(r"<reasoning>.+?</reasoning>.*?<answer>(.+?)</answer>", re.DOTALL)
 _TAGS = ("<reasoning>", "</reasoning>", "<answer>", "</answer>")
@@ -36,7 +36,7 @@ def check_answer(prompts, completions, answer_column: str = "answer", **columns)
         if not match:
             scores.append(0.0)
             continue
-        guess, gold = match.group(1), str(gold)
+        guess, gold = match.group(1), gold_answer(gold)
         if guess == gold:
             scores.append(3.0)
         elif guess.strip() == gold.strip():
@@ -57,7 +57,7 @@ def check_numbers(prompts, completions, answer_column: str = "answer", **columns
     for text, gold in zip(completions, columns[answer_column]):
         match = re.search(r"<answer>.*?([\d.]{1,})", text, re.DOTALL)
         guess = parse_number(match.group(1)) if match else None
-        scores.append(1.5 if guess is not None and guess == parse_number(str(gold)) else 0.0)
+        scores.append(1.5 if guess is not None and guess == parse_number(gold_answer(gold)) else 0.0)
     return scores
 
 

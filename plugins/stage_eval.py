@@ -25,6 +25,7 @@ from pydantic import Field, PositiveInt
 
 from reasonlab import hookimpl
 from reasonlab.data import render_prompt, require_columns
+from reasonlab.errors import DataError
 from reasonlab.format import parse_completion, parse_number
 from reasonlab.sampling import Generator
 from reasonlab.schema import DataSpec, PluginRef
@@ -105,7 +106,11 @@ class EvalStage:
         bundle = ctx.model
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field, cfg.data.answer_field], cfg.data)
+        total = len(rows)
         rows = [r for r in rows if len(bundle.tokenizer.encode(render_prompt(r, cfg.data))) + 1 <= cfg.max_prompt_tokens]
+        if not rows:
+            raise DataError(f"all {total} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
+                            where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
         prompts = [render_prompt(r, cfg.data) for r in rows]
         answer_fn = ctx.registry("rewards").get(cfg.answer_reward)
         generate = Generator(bundle, cfg.max_prompt_tokens, cfg.max_completion_tokens, cfg.batch_size)
@@ -132,6 +137,7 @@ class EvalStage:
                                            for i in range(len(prompts))) / len(prompts)
             extra_samples = [s for d in draws for s in d]
         metrics["items"] = float(len(prompts))
+        metrics["dropped_overlength"] = float(total - len(prompts))
         ctx.log(metrics, 0)
         columns = ["prompt", "completion", "answer", "gold", "format", "correct", "truncated"]
         ctx.log_table("eval/samples", columns, [[s.get(c) for c in columns] for s in greedy], 0)

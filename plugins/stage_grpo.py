@@ -63,8 +63,8 @@ def training_batches(records, cfg, seed: int, should_stop=lambda: False):
 
     rng = np.random.default_rng(seed)
     order: list[int] = []
-    while len(order) < cfg.steps * cfg.batch_size:
-        order += rng.permutation(len(records)).tolist()
+    while len(order) < cfg.steps * cfg.batch_size:  # as_is keeps a curriculum's easy-to-hard order
+        order += rng.permutation(len(records)).tolist() if cfg.data.order == "shuffle" else list(range(len(records)))
     chosen = [records[i] for i in order[: cfg.steps * cfg.batch_size]]
     for batch in grain.MapDataset.source(chosen).batch(cfg.batch_size):
         if should_stop():

@@ -31,7 +31,8 @@ def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: in
     return apply_length_budget(pairs, [(len(p), len(c)) for p, c in pairs], (max_prompt, max_completion))
 
 
-def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_stop=lambda: False):
+def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_stop=lambda: False,
+            shuffle: bool = True):
     """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask.
 
     The order depends only on ``seed``, so a resumed trainer that skips the batches it
@@ -46,7 +47,7 @@ def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_
         if should_stop():
             return
         while len(order) < batch_size:
-            order += rng.permutation(len(pairs)).tolist()
+            order += rng.permutation(len(pairs)).tolist() if shuffle else list(range(len(pairs)))
         chosen, order = order[:batch_size], order[batch_size:]
         tokens = np.zeros((batch_size, seq_len), np.int32)
         mask = np.zeros((batch_size, seq_len), np.int32)
@@ -118,7 +119,8 @@ class SFTStage:
         seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens
         try:
             # Ends when the batches run out (or stop is requested); closes itself, saving the last step.
-            trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop))
+            trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop,
+                                  shuffle=cfg.data.order == "shuffle"))
         except BaseException:
             trainer.close()  # flush metrics and release the listener before the error propagates
             raise

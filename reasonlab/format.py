@@ -34,6 +34,12 @@ def format_target(reasoning: str, answer: str) -> str:
     return f"{REASONING_OPEN}{reasoning}{REASONING_CLOSE}{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
 
 
+def gold_answer(text) -> str:
+    """The final answer in a reference: GSM8K-style "…#### 42" gives "42"; anything else as is."""
+    text = str(text)
+    return text.rsplit("####", 1)[-1].strip() if "####" in text else text.strip()
+
+
 def parse_number(text: str | None) -> float | None:
     """The first number in ``text`` ("$1,234.5" -> 1234.5, "3/4" -> 0.75), or None."""
     if not text:

@@ -1,7 +1,8 @@
 """Recipes: a TOML file -> profile overlay -> ``key=value`` overrides -> validated ``Recipe``.
 
 Profiles (``[profiles.NAME]``) and overrides use dotted paths; ``stages.<name>.<key>``
-addresses a stage by its name. Every error names the file and the key path.
+addresses a stage by its name. Tables merge key by key, except a data table that names a
+different ``source``: it replaces the old one whole. Every error names the file and the key path.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ResolvedStage:
     name: str
     kind: str
     config: Any  # the stage plugin's Config instance
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,16 @@ def overlay(base: dict, patch: dict, where: str) -> dict:
     for key, value in patch.items():
         if key == "stages" and isinstance(value, dict) and isinstance(result.get("stages"), list):
             result["stages"] = _overlay_stages(result["stages"], value, where)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+        elif isinstance(value, dict) and isinstance(result.get(key), dict) and not _new_source(result[key], value):
             result[key] = overlay(result[key], value, f"{where}.{key}")
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _new_source(base: dict, patch: dict) -> bool:
+    """A data table naming a different source replaces the old one whole (its options belong to the old source)."""
+    return "source" in patch and patch["source"] != base.get("source")
 
 
 def _overlay_stages(stages: list, patch: dict, where: str) -> list:
@@ -243,14 +250,14 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[s
             stage_cls = plugins.registry("stages").get(spec.kind)
         except PluginError:
             continue  # already reported by the plugin-reference check
-        options = {k: v for k, v in raw["stages"][i].items() if k not in ("name", "kind")}
+        options = {k: v for k, v in raw["stages"][i].items() if k not in ("name", "kind", "enabled")}
         try:
             config = stage_cls.Config.model_validate(options)
         except ValidationError as exc:
             problems += _validation_messages(exc, stage_cls.Config, ("stages", spec.name), None)
             continue
         _check_plugin_refs(config, where, plugins, problems)
-        stages.append(ResolvedStage(spec.name, spec.kind, config))
+        stages.append(ResolvedStage(spec.name, spec.kind, config, spec.enabled))
     trackers = plugins.registry("trackers")
     for name in model.tracking:
         if name not in trackers and name != "jsonl":
@@ -260,6 +267,7 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[s
 
     resolved = model.model_dump(mode="json", exclude_none=True)
     resolved["stages"] = [
-        {"name": s.name, "kind": s.kind, **s.config.model_dump(mode="json", exclude_none=True)} for s in stages
+        {"name": s.name, "kind": s.kind, **({} if s.enabled else {"enabled": False}),
+         **s.config.model_dump(mode="json", exclude_none=True)} for s in stages
     ]
     return Recipe(path=path, profile=profile, model_=model, stages=stages, resolved=resolved)

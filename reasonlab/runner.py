@@ -101,6 +101,14 @@ def new_run_dir(root: Path, recipe_name: str) -> Path:
     raise ReasonlabError(f"could not create a run directory under {base}")
 
 
+_current_run_dir: Path | None = None
+
+
+def current_run_dir() -> Path | None:
+    """The run directory of the run in progress (for plugins that read earlier stages' outputs)."""
+    return _current_run_dir
+
+
 class Runner:
     def __init__(self, recipe, plugins, run_dir: Path, progress: bool = True):
         self.recipe = recipe
@@ -140,6 +148,8 @@ class Runner:
         """Run (or continue) every stage. Returns the summary; a stop on request leaves the run resumable."""
         from reasonlab.modeling import apply_lora, restore_trainable
 
+        global _current_run_dir
+        _current_run_dir = self.dir
         recipe = self.recipe
         budget = time_budget or recipe.info.time_budget
         self.stop = StopSignal(parse_duration(budget) if budget else None)
@@ -160,6 +170,9 @@ class Runner:
                 if recipe.model.lora:
                     bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
                 for index, stage in enumerate(recipe.stages):
+                    if not stage.enabled:
+                        self._set_state(stage=stage.name, status="skipped")
+                        continue
                     final = self.dir / "stages" / stage.name / "final"
                     if state["stages"].get(stage.name, {}).get("status") == "done" and final.exists():
                         bundle = restore_trainable(bundle, final)  # finished in an earlier session

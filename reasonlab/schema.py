@@ -77,6 +77,7 @@ class DataSpec(Strict):
     completion_field: str | None = None  # a ready-made target; else built from reasoning + answer
     template: str | None = None  # prompt template with {question}; default asks for the tags
     options: dict[str, Any] = {}  # passed to the loader (e.g. n, seed of a generator)
+    order: Literal["shuffle", "as_is"] = "shuffle"  # as_is keeps the loader's order (curricula)
 
 
 class RewardSpec(Strict):
@@ -91,6 +92,7 @@ class StageSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = Field(pattern=NAME_PATTERN)
     kind: Annotated[str, PluginRef("stages")]
+    enabled: bool = True  # a profile can switch a stage off (e.g. a teacher stage on a machine without the teacher)
 
 
 class RecipeModel(Strict):

@@ -83,9 +83,18 @@ class StageContext:
         return self.plugins.registry(kind)
 
     def load_rows(self, spec: DataSpec) -> list[dict]:
+        """The rows of ``spec``; which ones were used is recorded in this stage's folder (rows.jsonl)."""
+        import json
+
         from reasonlab.data import load_rows
 
-        return load_rows(spec, self.plugins)
+        rows = load_rows(spec, self.plugins)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "rows.jsonl", "w", encoding="utf-8") as fh:
+            for row in rows:
+                kept = {k: row[k] for k in (spec.question_field, "review", "difficulty") if k in row}
+                fh.write(json.dumps(kept, default=str) + "\n")
+        return rows
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -24,6 +24,8 @@ def check_data(recipe, plugins) -> None:
 
     datasets = plugins.registry("datasets")
     for stage in recipe.stages:
+        if not stage.enabled:
+            continue
         for path, spec in _data_specs(stage.config):
             name, _, arg = spec.source.partition(":")
             check = getattr(datasets.get(name), "check", None)

@@ -1,0 +1,168 @@
+"""Data generated in-repo for the recipes' cpu and tiny profiles (no hub at run time).
+
+- ``code_tasks``: MBPP-style small functions; columns ``question``, ``reasoning``,
+  ``answer`` (reference code), ``tests`` (assert statements), ``difficulty``, ``domain``.
+- ``dilemmas``: ethical dilemmas with an IDEA-E reference trace (Identify, Determine,
+  Explore, Act, Evaluate); columns ``question``, ``context``, ``reasoning``, ``answer``.
+- ``open_questions``: explanatory questions with Rubrics-as-Rewards items
+  (``rubric``: title, criterion, category) and a reference ``reasoning``/``answer``.
+
+Options: ``n`` (default 64; fewer when the templates run out), ``seed`` (0). Train/test splits
+are disjoint.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+from reasonlab import hookimpl
+
+_FUNCTIONS = [
+    ("add_{k}", "Write a Python function add_{k}(x) that returns x plus {k}.",
+     "def add_{k}(x):\n    return x + {k}", ["assert add_{k}(1) == {k1}", "assert add_{k}(-{k}) == 0"], 1,
+     "Adding {k} to the input is all that is needed: return x + {k}."),
+    ("times_{k}", "Write a Python function times_{k}(x) that returns x multiplied by {k}.",
+     "def times_{k}(x):\n    return x * {k}", ["assert times_{k}(2) == {k2}", "assert times_{k}(0) == 0"], 1,
+     "Multiply the input by {k}: return x * {k}."),
+    ("count_{c}", "Write a Python function count_{c}(s) that counts how many times the letter '{c}' occurs in s.",
+     "def count_{c}(s):\n    return s.count('{c}')", ["assert count_{c}('{c}{c}-') == 2", "assert count_{c}('') == 0"], 2,
+     "str.count counts non-overlapping occurrences, which for one letter is every occurrence."),
+    ("largest_{k}", "Write a Python function largest_{k}(xs) that returns the largest element of xs plus {k}.",
+     "def largest_{k}(xs):\n    return max(xs) + {k}", ["assert largest_{k}([1, 5, 3]) == {k5}", "assert largest_{k}([-2]) == {km2}"], 2,
+     "max(xs) finds the largest element; then add {k}."),
+    ("sum_to_{k}", "Write a Python function sum_to_{k}() that returns the sum of the integers from 1 to {k}.",
+     "def sum_to_{k}():\n    return sum(range(1, {k} + 1))", ["assert sum_to_{k}() == {tri}"], 3,
+     "range(1, {k} + 1) yields 1..{k}; sum adds them, {tri} in total."),
+    ("evens_below_{k}", "Write a Python function evens_below_{k}() that returns the list of even numbers below {k}.",
+     "def evens_below_{k}():\n    return [i for i in range({k}) if i % 2 == 0]", ["assert evens_below_{k}()[:2] == [0, 2]",
+     "assert len(evens_below_{k}()) == {halfk}"], 3, "Keep i in range({k}) when i % 2 == 0."),
+]
+
+_DILEMMAS = [
+    ("a nurse", "a patient asks her not to tell his family about his terminal diagnosis", "patient confidentiality",
+     "the family's wish to prepare", "keep the diagnosis confidential and encourage the patient to talk to his family"),
+    ("an engineer", "her manager asks her to sign off a bridge inspection she did not finish", "public safety",
+     "loyalty to her employer", "refuse to sign until the inspection is complete"),
+    ("a student", "he sees his best friend cheating in a final exam", "fairness to other students",
+     "loyalty to a friend", "talk to the friend first and report it if it continues"),
+    ("a journalist", "a source offers leaked medical records that prove a politician lied", "the public's right to know",
+     "the privacy of the people in the records", "report the lie without publishing the private records"),
+    ("a shop owner", "a hungry child steals bread from her shop", "the rule against theft", "compassion for the child",
+     "let the child keep the bread and connect the family with a food bank"),
+    ("a doctor", "there is one ventilator and two patients who need it", "saving the most life-years",
+     "treating every patient equally", "follow the hospital's triage protocol openly and document the decision"),
+]
+_TWISTS = ["in a small town", "during a crisis", "on her first week in the job", "with a deadline tomorrow",
+           "while everyone is watching", "after a similar case went badly"]
+
+_TOPICS = [
+    ("why the sky is blue", "Rayleigh scattering", "shorter blue wavelengths scatter more than red",
+     "sunsets look red because light crosses more air"),
+    ("why ice floats on water", "density", "ice is less dense than liquid water because of its hydrogen-bond lattice",
+     "lakes freeze from the top, protecting life below"),
+    ("how vaccines protect people", "immune memory", "they train the immune system to recognise a pathogen",
+     "herd immunity protects people who cannot be vaccinated"),
+    ("why the seasons change", "axial tilt", "Earth's tilt changes how directly sunlight hits each hemisphere",
+     "it is not caused by the distance to the Sun"),
+    ("how compound interest works", "exponential growth", "interest is earned on previous interest",
+     "small rate differences grow large over decades"),
+    ("why we see the phases of the Moon", "relative positions", "we see different parts of the sunlit half of the Moon",
+     "it is not Earth's shadow, which causes eclipses"),
+]
+_AUDIENCES = ["to a ten-year-old", "in two sentences", "to a history student", "for a science quiz", "to a friend",
+              "as simply as possible"]
+
+
+def _split_rng(seed: int, split: str, salt: str) -> random.Random:
+    return random.Random(seed * 7919 + zlib.crc32(f"{salt}/{split}".encode()))
+
+
+def _in_split(key: str, split: str) -> bool:
+    return (zlib.crc32(key.encode()) % 4 == 0) == (split == "test")
+
+
+def code_tasks(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
+    rng, rows, seen = _split_rng(seed, split, "code"), [], set()
+    for _ in range(n * 200):
+        if len(rows) == n:
+            break
+        name, question, code, tests, difficulty, why = rng.choice(_FUNCTIONS)
+        k, c = rng.randint(4, 40), rng.choice("abcdefgxyz")
+        values = {"k": k, "c": c, "k1": k + 1, "k2": 2 * k, "k5": 5 + k, "km2": k - 2, "tri": k * (k + 1) // 2,
+                  "halfk": (k + 1) // 2}
+        key = name.format(**values)
+        if key in seen or not _in_split(key, split):
+            continue
+        seen.add(key)
+        rows.append({"question": question.format(**values), "reasoning": why.format(**values),
+                     "answer": code.format(**values), "tests": [t.format(**values) for t in tests],
+                     "difficulty": difficulty, "domain": "code"})
+    return rows
+
+
+def dilemmas(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
+    rng, rows, seen = _split_rng(seed, split, "dilemma"), [], set()
+    for _ in range(n * 200):
+        if len(rows) == n:
+            break
+        who, situation, principle_a, principle_b, action = rng.choice(_DILEMMAS)
+        twist = rng.choice(_TWISTS)
+        question = f"What should {who} do when {situation} {twist}?"
+        if question in seen or not _in_split(question, split):
+            continue
+        seen.add(question)
+        trace = (f"Identify: {who} faces a case where {situation} {twist}. "
+                 f"Determine: {principle_a} conflicts with {principle_b}. "
+                 f"Explore: acting only on {principle_a} or only on {principle_b} each harms someone; a middle path exists. "
+                 f"Act: {action}. "
+                 f"Evaluate: this protects {principle_a} while respecting {principle_b} as far as possible.")
+        rows.append({"question": question, "context": f"{principle_a}; {principle_b}", "reasoning": trace,
+                     "answer": action, "difficulty": 2, "domain": "ethics"})
+    return rows
+
+
+def open_questions(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
+    rng, rows, seen = _split_rng(seed, split, "open"), [], set()
+    for _ in range(n * 200):
+        if len(rows) == n:
+            break
+        topic, concept, mechanism, consequence = rng.choice(_TOPICS)
+        audience = rng.choice(_AUDIENCES)
+        question = f"Explain {topic} {audience}."
+        if question in seen or not _in_split(question, split):
+            continue
+        seen.add(question)
+        rubric = [
+            {"title": "Names the concept", "criterion": f"The answer names {concept}.", "category": "Essential"},
+            {"title": "Explains the mechanism", "criterion": f"It explains that {mechanism}.", "category": "Essential"},
+            {"title": "Gives a consequence", "criterion": f"It mentions that {consequence}.", "category": "Important"},
+            {"title": "Fits the audience", "criterion": f"It is pitched {audience}.", "category": "Optional"},
+            {"title": "Avoids false claims", "criterion": "It avoids stating anything false.", "category": "Pitfall"},
+        ]
+        rows.append({"question": question, "reasoning": f"The key idea is {concept}: {mechanism}. So {consequence}.",
+                     "answer": f"Because of {concept}: {mechanism}.", "rubric": rubric, "difficulty": 2,
+                     "domain": "science"})
+    return rows
+
+
+def _loader(generate):
+    def load(arg, spec):
+        return generate(split=spec.split, **spec.options)
+
+    def check(arg, spec):
+        from reasonlab.errors import DataError
+
+        unknown = set(spec.options) - {"n", "seed"}
+        if unknown:
+            raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", hint="known: n, seed")
+
+    load.check = check
+    return load
+
+
+@hookimpl
+def register_datasets(register):
+    register("code_tasks", _loader(code_tasks))
+    register("dilemmas", _loader(dilemmas))
+    register("open_questions", _loader(open_questions))

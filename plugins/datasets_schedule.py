@@ -1,0 +1,75 @@
+"""Data plugins that reorder or mix another source's rows (``source = "PLUGIN:inner source"``).
+
+``curriculum:<source>`` (IDEA-E): rows ordered easy to hard by ``difficulty_field``
+(default "difficulty"), or by a measured ``pass_rate`` column (high to low) when
+``by = "pass_rate"``; ties keep a seeded shuffle. Set ``order = "as_is"`` on the data
+spec so the stage keeps the order.
+
+``review:<source>`` (2B-think's "active review"): session ``session`` (1, 2, …) trains on
+its ``new_per_session`` new rows plus replayed rows from earlier sessions at
+``review_ratio`` old per new (1.0 = the README's 1:1, 2.0 = the code's 1:2). Which rows
+are old is fixed by the session number, so a later session (a later stage, or a run
+resumed tomorrow) always knows; each stage also records the rows it used in its folder.
+
+Inner-source options go in ``inner_options``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from reasonlab import hookimpl
+
+
+def _inner(arg: str, spec):
+    from reasonlab.data import load_rows
+    from reasonlab.plugins import get_plugins
+
+    inner = spec.model_copy(update={"source": arg, "options": dict(spec.options.get("inner_options", {})),
+                                    "limit": None})
+    return load_rows(inner, get_plugins())
+
+
+def curriculum(arg: str, spec) -> list[dict]:
+    rows = _inner(arg, spec)
+    random.Random(spec.options.get("seed", 0)).shuffle(rows)
+    if spec.options.get("by", "difficulty") == "pass_rate":
+        return sorted(rows, key=lambda r: -float(r.get("pass_rate", 0.0)))
+    field = spec.options.get("difficulty_field", "difficulty")
+    return sorted(rows, key=lambda r: float(r.get(field, 0)))
+
+
+def review(arg: str, spec) -> list[dict]:
+    rows = _inner(arg, spec)
+    session = int(spec.options.get("session", 1))
+    per = int(spec.options.get("new_per_session", 64))
+    new = rows[(session - 1) * per: session * per]
+    old = rows[: (session - 1) * per]
+    rng = random.Random(spec.options.get("seed", 0) * 1000 + session)
+    replay = rng.sample(old, min(len(old), round(len(new) * float(spec.options.get("review_ratio", 1.0)))))
+    mixed = [{**r, "review": False} for r in new] + [{**r, "review": True} for r in replay]
+    rng.shuffle(mixed)
+    return mixed
+
+
+def _check(known):
+    def check(arg, spec):
+        from reasonlab.errors import DataError
+
+        if not arg:
+            raise DataError("needs an inner source", hint='e.g. source = "curriculum:arithmetic"')
+        unknown = set(spec.options) - known
+        if unknown:
+            raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", hint=f"known: {', '.join(sorted(known))}")
+
+    return check
+
+
+curriculum.check = _check({"difficulty_field", "by", "seed", "inner_options"})
+review.check = _check({"session", "new_per_session", "review_ratio", "seed", "inner_options"})
+
+
+@hookimpl
+def register_datasets(register):
+    register("curriculum", curriculum)
+    register("review", review)
