@@ -10,64 +10,53 @@ Options: ``timeout`` (seconds), ``answer_column`` (default "answer").
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import select
+import subprocess
+import sys
 import threading
 
 from reasonlab import hookimpl
 from reasonlab.format import gold_answer, parse_completion
 
 
-def _serve(conn) -> None:
-    from math_verify import parse, verify
-
-    while True:
-        item = conn.recv()
-        if item is None:
-            return
-        gold, predicted = item
-        try:
-            ok = verify(parse(_math(gold), parsing_timeout=None), parse(_math(predicted), parsing_timeout=None),
-                        timeout_seconds=None)
-        except Exception:
-            ok = False
-        conn.send(bool(ok))
-
-
-def _math(text: str) -> str:
-    text = text.strip()
-    return text if text.startswith("$") else f"${text}$"
-
-
 class MathWorker:
-    """One long-lived checker process; replaced whenever a check overruns its time limit."""
+    """One long-lived checker process; killed and replaced whenever a check overruns its limit."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._process = None
-        self._conn = None
+        self._process: subprocess.Popen | None = None
 
     def _start(self) -> None:
-        ctx = mp.get_context("spawn")  # never fork a process that runs JAX threads
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child,), daemon=True)
-        self._process.start()
+        self._process = subprocess.Popen([sys.executable, "-m", "reasonlab_plugins._math_worker"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
 
     def _kill(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.join()
-        self._process = self._conn = None
+            self._process.wait()
+        self._process = None
 
     def equivalent(self, gold: str, predicted: str, timeout: float) -> bool:
         with self._lock:
-            if self._process is None or not self._process.is_alive():
+            if self._process is None or self._process.poll() is not None:
                 self._start()
                 timeout += 30.0  # the first check also waits for the worker to import SymPy
-            self._conn.send((gold, predicted))
-            if self._conn.poll(timeout):
-                return self._conn.recv()
-            self._kill()
-            return False
+            try:
+                self._process.stdin.write(json.dumps([gold, predicted]) + "\n")
+                self._process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self._kill()
+                return False
+            ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+            if not ready:
+                self._kill()
+                return False
+            line = self._process.stdout.readline()
+            if not line:
+                self._kill()
+                return False
+            return line.strip() == "true"
 
 
 _worker = MathWorker()

@@ -21,8 +21,8 @@ IDEA_E_SECTIONS = ("identify", "determine", "explore", "act", "evaluate")
 
 def tfidf_relevance(prompts, completions, target_words: int = 120, context_column: str | None = None,
                     sections=IDEA_E_SECTIONS, section_bonus: float = 0.0, **columns):
+    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.metrics.pairwise import cosine_similarity
 
     contexts = columns.get(context_column) if context_column else None
     references = [p + " " + str(contexts[i]) if contexts else p for i, p in enumerate(prompts)]
@@ -33,13 +33,16 @@ def tfidf_relevance(prompts, completions, target_words: int = 120, context_colum
     except ValueError:  # empty vocabulary: nothing but stop words everywhere
         return [0.0] * len(completions)
     n = len(completions)
+    # rows are L2-normalised, so each cosine is a row-wise dot product: one sparse op for the batch
+    # (sklearn's cosine_similarity per pair spent 60 % of the time validating its inputs)
+    relevances = np.asarray(matrix[:n].multiply(matrix[n:]).sum(axis=1)).ravel()
     scores = []
     for i, reasoning in enumerate(reasonings):
         words = len(reasoning.split())
         if not words:
             scores.append(0.0)
             continue
-        relevance = float(cosine_similarity(matrix[i], matrix[n + i])[0, 0])
+        relevance = float(relevances[i])
         score = relevance * min(1.0, target_words / words)
         if section_bonus:
             lowered = reasoning.lower()

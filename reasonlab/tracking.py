@@ -56,6 +56,7 @@ class MetricsHub:
         self.stage: Any = None
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._file = open(run.dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._flushed = time.monotonic()
 
     def start_stage(self, stage) -> None:
         self.stage = stage
@@ -70,7 +71,9 @@ class MetricsHub:
         step = int(step)
         record = {"stage": self.stage.name, "step": step, "time": round(time.time(), 3), **metrics}
         self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if time.monotonic() - self._flushed > 1.0:  # readers (tests, tail -f) see records within a second
+            self._file.flush()
+            self._flushed = time.monotonic()
         for key, value in metrics.items():
             self.history.setdefault(key, []).append((step, value))
         for tracker in self.trackers:
@@ -85,6 +88,7 @@ class MetricsHub:
                 tracker.log_table(name, columns, rows, int(step))
 
     def end_stage(self, summary: dict[str, float]) -> None:
+        self._file.flush()
         for tracker in self.trackers:
             tracker.end_stage(_clean(summary))
 

@@ -15,9 +15,13 @@ _INTERNAL_PREFIXES = ("jax/", "/jax/", "orbax", "/orbax")
 
 
 class HubBackend:
+    """Collects one step's scalars into a single record (Tunix sends them one by one)."""
+
     def __init__(self, log: Callable[[dict[str, float], int], None]):
         self._log = log
         self._closed = False
+        self._step: int | None = None
+        self._pending: dict[str, float] = {}
 
     def log_scalar(self, event: str, value, **kwargs) -> None:
         if self._closed or event.startswith(_INTERNAL_PREFIXES):
@@ -29,11 +33,21 @@ class HubBackend:
         if len(parts) >= 2 and parts[1] in ("train", "eval"):
             parts = [parts[1], parts[0], *parts[2:]]  # mode first: train/actor/loss
         try:
-            self._log({"/".join(parts): float(value)}, int(step))
+            value, step = float(value), int(step)
         except (TypeError, ValueError):
-            pass
+            return
+        if step != self._step:
+            self._flush()
+            self._step = step
+        self._pending["/".join(parts)] = value
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._log(self._pending, self._step)
+        self._pending = {}
 
     def close(self) -> None:
+        self._flush()
         from jax._src import monitoring  # the public module has no way to ask "is it registered?"
 
         if self._closed:

@@ -17,7 +17,7 @@ from reasonlab.plugins import PluginSystem, get_plugins
 
 
 def test_every_builtin_module_is_an_entry_point():
-    modules = {p.stem for p in (REPO / "plugins").glob("*.py") if p.stem != "__init__"}
+    modules = {p.stem for p in (REPO / "plugins").glob("*.py") if not p.stem.startswith("_")}  # _x: helpers
     registered = {ep.value.split(".")[-1] for ep in entry_points(group="reasonlab") if ep.dist.name == "reasonlab"}
     assert modules == registered, f"not in [project.entry-points.reasonlab]: {modules - registered}"
 
@@ -30,7 +30,7 @@ def test_plugins_json_lists_builtins_and_what_they_register():
     assert rows["stage_grpo"]["registers"] == {"stages": ["grpo"]}
     assert rows["rewards_format"]["registers"]["rewards"] == ["format_strict"]
     assert rows["tracker_wandb"]["registers"] == {"trackers": ["wandb"]}
-    builtins = {p.stem for p in (REPO / "plugins").glob("*.py") if p.stem != "__init__"}
+    builtins = {p.stem for p in (REPO / "plugins").glob("*.py") if not p.stem.startswith("_")}
     assert builtins <= set(rows)
     assert all(rows[name]["distribution"].startswith("reasonlab ") for name in builtins)
 
