@@ -76,7 +76,6 @@ class GRPOStage:
     Config = GRPOConfig
 
     def run(self, ctx) -> StageResult:
-        import jax
         import optax
         from flax import nnx
         from tunix.rl import rl_cluster as rl_cluster_lib
@@ -84,7 +83,7 @@ class GRPOStage:
         from tunix.rl.rollout import base_rollout
 
         from reasonlab.modeling import single_device_mesh
-        from reasonlab.tunix_bridge import checkpoint_options, metrics_options
+        from reasonlab.tunix_bridge import trainer_options
 
         cfg: GRPOConfig = ctx.config
         bundle = ctx.model
@@ -121,14 +120,7 @@ class GRPOStage:
             rollout_engine="vanilla",
             offload_to_cpu=False,
             training_config=rl_cluster_lib.RLTrainingConfig(
-                actor_optimizer=optimizer,
-                eval_every_n_steps=cfg.steps + 1,
-                max_steps=cfg.steps,
-                checkpoint_root_directory=str(ctx.checkpoint_dir.absolute()),
-                checkpointing_options=checkpoint_options(cfg.checkpoint_every or cfg.steps),
-                metrics_logging_options=metrics_options(ctx.log, ctx.dir / "tunix"),
-                pbar_description=None,
-            ),
+                actor_optimizer=optimizer, **trainer_options(ctx, cfg)),
             rollout_config=rollout,
         )
         cluster = rl_cluster_lib.RLCluster(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,

@@ -10,7 +10,7 @@ Recipe keys (besides ``TrainingStageConfig``):
   "self": ``num_samples`` samples per prompt from the current model, ranked by the
   ``rewards`` list (best vs worst; ties skipped) — format-enforcing pairs without a teacher;
   "chosen_data": ``chosen_field`` (or the reasoning/answer target) vs one sample from the model.
-- ``sample_temperature``/``sample_top_k`` for sampled pairs.
+- ``sample_temperature``/``sample_top_k``/``sample_max_tokens`` for sampled pairs.
 The same length budget as SFT applies (over-long pairs are dropped, never truncated).
 Logged per step: loss, reward margin and accuracy, chosen/rejected log-probs and lengths.
 """
@@ -38,6 +38,7 @@ class PreferenceConfig(TrainingStageConfig):
     rewards: list[RewardSpec] = []
     num_samples: int = Field(4, ge=2)
     sample_temperature: float = Field(1.0, gt=0)
+    sample_max_tokens: PositiveInt | None = None  # generation budget for sampled pairs (default: the budget - 1)
     sample_top_k: PositiveInt | None = 50
     learning_rate: float = Field(1e-5, gt=0)
 
@@ -49,7 +50,9 @@ def build_pairs(ctx, cfg, rows, prompts):
         return [(p, str(r[cfg.chosen_field]), str(r[cfg.rejected_field])) for p, r in zip(prompts, rows)]
     from reasonlab.sampling import Generator
 
-    generate = Generator(ctx.model, cfg.max_prompt_tokens, cfg.max_completion_tokens, batch_size=8)
+    # leave room for the stop token: a sample that ran out of budget is dropped by the length budget
+    generate = Generator(ctx.model, cfg.max_prompt_tokens, cfg.sample_max_tokens or cfg.max_completion_tokens - 1,
+                         batch_size=8)
     if cfg.pairs == "chosen_data":
         chosen = [str(r[cfg.chosen_field]) if cfg.chosen_field in r else render_target(r, cfg.data) for r in rows]
         sampled, _ = generate(prompts, cfg.sample_temperature, cfg.sample_top_k, ctx.seed)
@@ -143,7 +146,7 @@ class PreferenceStage:
         from tunix.sft import metrics_logger
         from tunix.sft.dpo import dpo_trainer
 
-        from reasonlab.tunix_bridge import checkpoint_options, metrics_options
+        from reasonlab.tunix_bridge import trainer_options
         from reasonlab_plugins.stage_sft import optimizer
 
         cfg: PreferenceConfig = ctx.config
@@ -164,11 +167,7 @@ class PreferenceStage:
         reference = nnx.clone(bundle.model) if loss.needs_reference else None
         trainer = dpo_trainer.DPOTrainer(
             model=bundle.model, ref_model=reference, optimizer=optimizer(cfg),
-            training_config=dpo_trainer.DPOTrainingConfig(
-                eval_every_n_steps=cfg.steps + 1, max_steps=cfg.steps,
-                checkpoint_root_directory=str(ctx.checkpoint_dir.absolute()),
-                checkpointing_options=checkpoint_options(cfg.checkpoint_every or cfg.steps),
-                metrics_logging_options=metrics_options(ctx.log, ctx.dir / "tunix"), pbar_description=None))
+            training_config=dpo_trainer.DPOTrainingConfig(**trainer_options(ctx, cfg)))
         trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
         trainer._aux_metrics_to_log.update({"lengths/chosen": np.mean, "lengths/rejected": np.mean})

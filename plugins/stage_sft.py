@@ -88,7 +88,7 @@ class SFTStage:
     def run(self, ctx) -> StageResult:
         from tunix.sft import metrics_logger, peft_trainer
 
-        from reasonlab.tunix_bridge import checkpoint_options, metrics_options
+        from reasonlab.tunix_bridge import trainer_options
 
         cfg: SFTConfig = ctx.config
         bundle = ctx.model
@@ -105,14 +105,7 @@ class SFTStage:
         trainer = peft_trainer.PeftTrainer(
             bundle.model,
             optimizer(cfg),
-            peft_trainer.TrainingConfig(
-                eval_every_n_steps=cfg.steps + 1,
-                max_steps=cfg.steps,
-                checkpoint_root_directory=str(ctx.checkpoint_dir.absolute()),
-                checkpointing_options=checkpoint_options(cfg.checkpoint_every or cfg.steps),
-                metrics_logging_options=metrics_options(ctx.log, ctx.dir / "tunix"),
-                pbar_description=None,
-            ),
+            peft_trainer.TrainingConfig(**trainer_options(ctx, cfg)),
         )
         loss_fn = ctx.registry("losses").get(cfg.loss)
         trainer = trainer.with_gen_model_input_fn(model_inputs(bundle.tokenizer.pad_id())).with_loss_fn(loss_fn)

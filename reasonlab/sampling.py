@@ -21,7 +21,14 @@ class Generator:
 
     def __call__(self, prompts: list[str], temperature: float, top_k: int | None, seed: int,
                  top_p: float | None = None) -> tuple[list[str], list[bool]]:
-        """Completions and, for each, whether it hit the token budget without a stop token."""
+        """Completions and, for each, whether it hit the token budget without a stop token.
+
+        ``top_k = 1`` is greedy. Otherwise we always pass a ``top_p`` (1.0 = off): Tunix's
+        sampler samples only in its top-p mode and silently decodes greedily when given a
+        top_k alone.
+        """
+        if top_k != 1 and top_p is None:
+            top_p = 1.0
         texts, truncated = [], []
         size = self.batch_size
         for start in range(0, len(prompts), size):

@@ -68,3 +68,16 @@ def checkpoint_options(every: int, keep: int = 2):
     import orbax.checkpoint as ocp
 
     return ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep)
+
+
+def trainer_options(ctx, cfg) -> dict:
+    """The ``TrainingConfig`` keywords every training stage shares: its steps, its orbax
+    checkpoints in the stage folder, and metrics routed to the run's hub."""
+    return {
+        "eval_every_n_steps": cfg.steps + 1,
+        "max_steps": cfg.steps,
+        "checkpoint_root_directory": str(ctx.checkpoint_dir.absolute()),
+        "checkpointing_options": checkpoint_options(cfg.checkpoint_every or cfg.steps),
+        "metrics_logging_options": metrics_options(ctx.log, ctx.dir / "tunix"),
+        "pbar_description": None,
+    }

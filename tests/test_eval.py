@@ -65,3 +65,17 @@ def test_consensus_fixed_and_broke_counts():
     cfg = EvalConfig(data={"source": "arithmetic"}, protocol="consensus")
     metrics = EvalStage._consensus(greedy, draws, rows, prompts, answer_match, cfg)
     assert metrics == {"consensus_accuracy": 2 / 3, "consensus_fixed": 1.0, "consensus_broke": 1.0}
+
+
+@pytest.mark.slow
+def test_generator_samples_with_top_k_and_is_greedy_with_top_k_1():
+    """Tunix decodes greedily when given top_k without top_p; our generator must really sample."""
+    from reasonlab.sampling import Generator
+    from reasonlab.schema import ModelSpec
+    from reasonlab_plugins.models_tiny import load
+
+    generate = Generator(load(ModelSpec(preset="tiny")), 64, 16, batch_size=2)
+    prompts = ["Question: Ana has 3 apples.", "Question: Ben has 4 pens."]
+    sampled = {tuple(generate(prompts, 1.0, 30, seed)[0]) for seed in (1, 2, 3)}
+    greedy = {tuple(generate(prompts, 1.0, 1, seed)[0]) for seed in (1, 2, 3)}
+    assert len(sampled) == 3 and len(greedy) == 1

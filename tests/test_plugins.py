@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
 from conftest import QUICKSTART, REPO, read_metrics, reasonlab, run_dir_of

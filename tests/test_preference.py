@@ -54,7 +54,6 @@ def test_reference_needs():
 @pytest.mark.parametrize("loss,options,lr", [("dpo", {"beta": 0.5}, 3e-3), ("orpo", {"lambda_orpo": 2.0}, 5e-3),
                                              ("simpo", {"beta": 2.0, "gamma_beta_ratio": 0.5}, 3e-3)])
 def test_preference_stage_learns_to_prefer_chosen(loss, options, lr, tmp_path):
-    from reasonlab.modeling import ModelBundle  # noqa: F401  (import check)
     from reasonlab.plugins import get_plugins
     from reasonlab.progress import RunProgress
     from reasonlab.schema import ModelSpec
@@ -76,3 +75,29 @@ def test_preference_stage_learns_to_prefer_chosen(loss, options, lr, tmp_path):
     assert np.mean(accuracy[-5:]) >= 0.9, accuracy[-5:]
     assert any("train/lengths/chosen" in m for _, m in logged)
     assert result.metrics["pairs"] == 64
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pairs", ["self", "chosen_data"])
+def test_pairs_from_the_models_own_samples(pairs, tmp_path):
+    from reasonlab.plugins import get_plugins
+    from reasonlab.progress import RunProgress
+    from reasonlab.schema import ModelSpec
+    from reasonlab.stage import StageContext
+    from reasonlab_plugins.models_tiny import load
+    from reasonlab_plugins.stage_preference import PreferenceConfig, PreferenceStage
+
+    plugins = get_plugins()
+    plugins.registry("rewards").add("test_length", lambda p, c, **_: [float(len(x)) for x in c], "test")
+    config = PreferenceConfig(data={"source": "arithmetic", "options": {"n": 8}}, pairs=pairs, steps=2, batch_size=4,
+                              loss="simpo", rewards=[{"name": "test_length"}], num_samples=3,
+                              max_prompt_tokens=96, max_completion_tokens=80, sample_max_tokens=24, learning_rate=1e-3)
+    logged = []
+    ctx = StageContext(name="pref", kind="preference", config=config, recipe=None, model=load(ModelSpec(preset="tiny")),
+                       dir=tmp_path, seed=0, plugins=plugins, log=lambda m, s: logged.append((s, m)),
+                       progress=RunProgress(False))
+    result = PreferenceStage().run(ctx)
+    assert 0 < result.metrics["pairs"] <= 8
+    assert any("train/rewards/accuracy" in m for _, m in logged)
+    if pairs == "self":  # best and worst of 3 samples by length: ties are skipped and counted
+        assert any("pairs/ties_skipped" in m for _, m in logged)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import REPO, read_metrics, reasonlab, run_dir_of
-from judge_server import JudgeServer, completion_of
+from judge_server import JudgeServer
 
 pytestmark = pytest.mark.slow
 RECIPES = ["g_rar", "pinocchio", "idea_e", "metadata_checkpoint", "format_align_reinforce", "think_2b",

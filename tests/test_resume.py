@@ -44,6 +44,13 @@ max_prompt_tokens = 96
 max_completion_tokens = 24
 checkpoint_every = 1
 rewards = [{ name = "format_strict" }, { name = "answer_match" }]
+[[stages]]
+name = "eval"
+kind = "eval"
+data = { source = "arithmetic", split = "test", options = { n = 16 } }
+max_prompt_tokens = 96
+max_completion_tokens = 24
+batch_size = 4
 """
 
 
@@ -110,21 +117,35 @@ def uninterrupted(recipe, tmp_path_factory):
     return next((runs / "relay").iterdir())
 
 
-def test_sigkill_mid_sft_and_mid_grpo_then_resume_is_bit_identical(recipe, uninterrupted, tmp_path):
+def stage_status(run_dir: Path, stage: str) -> str | None:
+    try:
+        return json.loads((run_dir / "state.json").read_text())["stages"][stage]["status"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+
+
+def resume_until(run_dir: Path, predicate) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "reasonlab", "resume", str(run_dir), "--no-progress"],
+                            env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(predicate, proc)
+    proc.kill()
+    proc.wait()
+
+
+def test_sigkill_anywhere_then_resume_is_bit_identical(recipe, uninterrupted, tmp_path):
     runs = tmp_path / "runs"
     proc = start(recipe, runs)
-    wait_for(metric_seen(runs, "sft", "train/loss", 12), proc)
+    wait_for(metric_seen(runs, "sft", "train/loss", 12), proc)          # 1. mid-SFT
     proc.kill()
     proc.wait()
     run_dir = next((runs / "relay").iterdir())
-    assert json.loads((run_dir / "state.json").read_text())["stages"]["sft"]["status"] == "running"
-
-    resume = subprocess.Popen([sys.executable, "-m", "reasonlab", "resume", str(run_dir), "--no-progress"],
-                              env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    wait_for(metric_seen(runs, "grpo", "train/actor/loss", 2), resume)
-    resume.kill()
-    resume.wait()
+    assert stage_status(run_dir, "sft") == "running"
+    # 2. between stages: SFT done and checkpointed, GRPO not yet trained a step
+    resume_until(run_dir, lambda: stage_status(run_dir, "sft") == "done")
+    assert stage_status(run_dir, "grpo") in (None, "pending", "running")
+    resume_until(run_dir, metric_seen(runs, "grpo", "train/actor/loss", 2))  # 3. mid-GRPO
+    resume_until(run_dir, lambda: stage_status(run_dir, "eval") == "running")  # 4. during eval
 
     final = reasonlab("resume", run_dir, "--no-progress", env={"WANDB_MODE": "disabled"})
     assert final.returncode == 0, final.stderr[-3000:]
@@ -135,6 +156,8 @@ def test_sigkill_mid_sft_and_mid_grpo_then_resume_is_bit_identical(recipe, unint
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     assert last_value(run_dir, "sft", "train/loss") == last_value(uninterrupted, "sft", "train/loss")
     assert last_value(run_dir, "grpo", "train/actor/loss") == last_value(uninterrupted, "grpo", "train/actor/loss")
+    summaries = [json.loads((d / "summary.json").read_text())["eval"] for d in (run_dir, uninterrupted)]
+    assert summaries[0] == summaries[1]  # the same model evaluates the same
 
 
 def test_time_budget_stops_cleanly_and_resume_finishes(recipe, uninterrupted, tmp_path):
