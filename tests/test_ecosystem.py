@@ -19,8 +19,21 @@ def pip(*args):
     assert result.returncode == 0, result.stderr
 
 
+def uninstall(name):
+    """Leave the environment as we found it: this pytest process cannot import a package
+    installed after it started (the new .pth is never read), yet would see its entry point."""
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", name], capture_output=True)
+
+
 def test_example_package_installs_and_its_reward_and_loss_run(tmp_path):
     pip("-e", EXAMPLE)
+    try:
+        check_example(tmp_path)
+    finally:
+        uninstall("reasonlab-plugin-example")
+
+
+def check_example(tmp_path):
     listed = {r["name"]: r for r in json.loads(reasonlab("plugins", "--json").stdout)}
     assert listed["example"]["distribution"] == "reasonlab-plugin-example 0.1.0"
     assert listed["example"]["registers"] == {"rewards": ["brevity"], "losses": ["label_smoothed_ce"]}
@@ -54,6 +67,6 @@ def test_scaffold_installs_and_passes_its_own_tests(tmp_path):
         listed = {r["name"]: r for r in json.loads(reasonlab("plugins", "--json").stdout)}
         assert listed["reasonlab_tone_check"]["registers"] == {"rewards": ["tone_check"]}
     finally:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "reasonlab-tone-check"], capture_output=True)
+        uninstall("reasonlab-tone-check")
     again = reasonlab("plugins", "new", "tone-check", "--dir", tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
