@@ -8,8 +8,9 @@ Protocols (``protocol``):
   fixed and how many greedy-right items it broke;
 - ``passk`` — ``samples`` draws at ``temperature``; unbiased pass@k for each k in ``k``.
 
-Metrics: ``format_accuracy`` (strict parse), ``answer_accuracy`` (``answer_reward``,
-default "answer_match", scoring 1 for a right answer), ``mean_completion_chars``,
+Metrics: ``format_accuracy`` (strict parse), ``partial_format_credit`` (share of the four
+tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "answer_match",
+scoring 1 for a right answer), ``mean_reasoning_words``, ``mean_completion_chars``,
 ``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
 carry a ``domain``. Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from typing import Annotated, Literal
 
@@ -26,10 +28,13 @@ from pydantic import Field, PositiveInt
 from reasonlab import hookimpl
 from reasonlab.data import render_prompt, require_columns
 from reasonlab.errors import DataError
-from reasonlab.format import parse_completion, parse_number
+from reasonlab.format import ANSWER_CLOSE, ANSWER_OPEN, REASONING_CLOSE, REASONING_OPEN, parse_completion, parse_number
 from reasonlab.sampling import Generator
 from reasonlab.schema import DataSpec, PluginRef
 from reasonlab.stage import StageConfig, StageResult
+
+
+TAGS = (REASONING_OPEN, REASONING_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 
 
 class EvalConfig(StageConfig):
@@ -75,8 +80,11 @@ def score_samples(prompts, completions, rows, answer_fn, answer_column: str) -> 
     out = []
     for prompt, completion, row, right in zip(prompts, completions, rows, correct):
         parsed = parse_completion(completion)
+        reasoning = re.search(r"<reasoning>(.*?)(?:</reasoning>|$)", completion, re.DOTALL)
         out.append({"prompt": prompt, "completion": completion, "answer": parsed.answer,
                     "gold": row.get(answer_column), "format": float(parsed.strict and bool(parsed.answer)),
+                    "partial": sum(completion.count(t) == 1 for t in TAGS) / len(TAGS),
+                    "reasoning_words": float(len(reasoning.group(1).split())) if reasoning else 0.0,
                     "correct": float(right), "domain": row.get("domain")})
     return out
 
@@ -85,7 +93,9 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
     n = len(samples)
     metrics = {
         f"{prefix}format_accuracy": sum(s["format"] for s in samples) / n,
+        f"{prefix}partial_format_credit": sum(s["partial"] for s in samples) / n,
         f"{prefix}answer_accuracy": sum(s["correct"] for s in samples) / n,
+        f"{prefix}mean_reasoning_words": sum(s["reasoning_words"] for s in samples) / n,
         f"{prefix}mean_completion_chars": sum(len(s["completion"]) for s in samples) / n,
     }
     if "truncated" in samples[0]:
@@ -161,3 +171,65 @@ class EvalStage:
 @hookimpl
 def register_stages(register):
     register("eval", EvalStage)
+
+
+@hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command("eval")
+    @click.argument("target")
+    @click.option("--data", "source", default="arithmetic", show_default=True, help='A data source, e.g. "file:x.jsonl".')
+    @click.option("--split", default="test", show_default=True)
+    @click.option("--option", "options", multiple=True, help="A data option, key=value (repeatable), e.g. n=64.")
+    @click.option("--protocol", type=click.Choice(["greedy", "consensus", "passk"]), default="greedy", show_default=True)
+    @click.option("--max-new-tokens", default=768, show_default=True)
+    @click.option("--max-prompt-tokens", default=256, show_default=True)
+    @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="For a model preset.")
+    @click.option("--out", type=click.Path(file_okay=False), help="Where eval.json and samples.jsonl go.")
+    def eval_command(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out):
+        """Evaluate TARGET — a run directory (its last finished stage) or a model preset name."""
+        _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out)
+
+
+def _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out):
+    from datetime import datetime
+    from pathlib import Path
+
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from reasonlab.errors import RecipeError
+    from reasonlab.plugins import get_plugins
+    from reasonlab.progress import RunProgress
+    from reasonlab.recipe import parse_override
+    from reasonlab.runner import load_run_model
+    from reasonlab.schema import ModelSpec
+    from reasonlab.stage import StageContext
+
+    plugins = get_plugins()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        config = EvalConfig(data={"source": source, "split": split, "options": dict(map(parse_override, options))},
+                            protocol=protocol, max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_new_tokens)
+    except ValidationError as exc:
+        raise RecipeError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+                          where="reasonlab eval") from None
+    if Path(target).is_dir():
+        _, bundle, stage = load_run_model(Path(target), plugins)
+        out = Path(out or Path(target) / "evals" / f"{stage}-{stamp}")
+    else:
+        bundle = plugins.registry("models").get(target)(ModelSpec(preset=target, dtype=dtype))
+        out = Path(out or Path("evals") / f"{target}-{stamp}")
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(name="eval", kind="eval", config=config, recipe=None, model=bundle, dir=out, seed=config.seed,
+                       plugins=plugins, log=lambda metrics, step: None, progress=RunProgress(False))
+    result = EvalStage().run(ctx)
+    table = Table(title=f"{target} on {source} ({split}), {protocol}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, f"{value:.4g}")
+    Console().print(table)
+    Console().print(f"report: {out / 'eval.json'}")

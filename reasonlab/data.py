@@ -19,6 +19,9 @@ def load_rows(spec: DataSpec, plugins) -> list[dict]:
     """Rows from the dataset plugin named by ``spec.source`` ("name:arg")."""
     name, _, arg = spec.source.partition(":")
     loader = plugins.registry("datasets").get(name)
+    check = getattr(loader, "check", None)
+    if check is not None:  # the same checks `validate` runs (unknown options, missing files)
+        check(arg, spec)
     rows = loader(arg, spec)
     if not rows:
         raise DataError(f"dataset {spec.source!r} (split {spec.split!r}) has no rows", hint="check the source and split")

@@ -26,6 +26,8 @@ def test_summarize_matches_hand_computed_values():
     assert metrics["format_accuracy"] == 0.5
     assert metrics["answer_accuracy"] == 0.5
     assert metrics["mean_completion_chars"] == sum(map(len, COMPLETIONS)) / 4
+    assert metrics["partial_format_credit"] == (1 + 1 + 0.5 + 0) / 4  # the third has only the answer tags
+    assert metrics["mean_reasoning_words"] == (1 + 1 + 0 + 0) / 4
     assert metrics["format_accuracy/math"] == 1.0 and metrics["format_accuracy/logic"] == 0.0
     assert metrics["answer_accuracy/math"] == 0.5 and metrics["answer_accuracy/logic"] == 0.5
     assert [s["answer"] for s in samples] == ["7", "11", "3", None]
@@ -79,3 +81,24 @@ def test_generator_samples_with_top_k_and_is_greedy_with_top_k_1():
     sampled = {tuple(generate(prompts, 1.0, 30, seed)[0]) for seed in (1, 2, 3)}
     greedy = {tuple(generate(prompts, 1.0, 1, seed)[0]) for seed in (1, 2, 3)}
     assert len(sampled) == 3 and len(greedy) == 1
+
+
+@pytest.mark.slow
+def test_eval_command_on_a_preset_and_on_a_run(quickstart_run, tmp_path):
+    import json
+
+    from conftest import reasonlab
+
+    result = reasonlab("eval", "tiny", "--option", "n=4", "--max-new-tokens", "8", "--protocol", "consensus",
+                       "--out", tmp_path / "preset")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "preset" / "eval.json").read_text())
+    assert report["protocol"] == "consensus" and {"consensus_accuracy", "format_accuracy"} <= set(report["metrics"])
+    assert "format_accuracy" in result.stdout
+
+    run_dir, _ = quickstart_run
+    result = reasonlab("eval", run_dir, "--option", "n=4", "--max-new-tokens", "16", "--max-prompt-tokens", "96")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(run_dir.glob("evals/eval-*/eval.json"))  # the run's last finished stage was evaluated
+    bad = reasonlab("eval", "tiny", "--option", "bogus=1")
+    assert bad.returncode == 2 and "bogus" in bad.stderr
