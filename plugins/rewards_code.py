@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -30,12 +29,19 @@ from reasonlab import hookimpl
 from reasonlab.format import parse_completion
 
 RUNNER = r'''
-import json, os, sys
+import json, os, resource, sys
 payload = json.loads(sys.stdin.read())
+# limits first, before any answer code runs (set here, not in a preexec_fn: forking a
+# multithreaded JAX process and running Python before exec can deadlock)
+memory = payload["memory_mb"] * 1024 * 1024
+for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, payload["cpu_seconds"]),
+                     (resource.RLIMIT_FSIZE, 10 * 1024 * 1024), (resource.RLIMIT_CORE, 0)):
+    resource.setrlimit(limit, (value, value))
 WORK = os.path.realpath(os.getcwd())
 READABLE = tuple(os.path.realpath(p) for p in payload["readable"])
 BLOCKED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-           "os.forkpty", "ctypes.", "pty.", "os.kill", "signal.", "shutil.rmtree", "os.remove", "os.rmdir")
+           "os.forkpty", "ctypes.", "pty.", "os.kill", "signal.", "shutil.rmtree", "os.remove", "os.rmdir",
+           "resource.")  # as root, answer code could otherwise raise its own limits
 
 def guard(event, args):
     if event.startswith(BLOCKED):
@@ -85,27 +91,16 @@ def _tests(value) -> list[str]:
     return [str(t) for t in value or []]
 
 
-def _limits(memory_mb: int, cpu_seconds: int):
-    def apply():
-        os.setsid()
-        memory = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (10 * 1024 * 1024, 10 * 1024 * 1024))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
 def run_sandboxed(code: str, tests: list[str], timeout: float = 5.0, memory_mb: int = 512) -> dict:
     """Run ``code`` then each test in a child process; {"passed": n} or {"passed": 0, "error": ...}."""
     readable = sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")} | {sys.prefix,
                       sys.base_prefix})
-    payload = json.dumps({"code": code, "tests": tests, "readable": readable})
+    payload = json.dumps({"code": code, "tests": tests, "readable": readable, "memory_mb": memory_mb,
+                          "cpu_seconds": int(timeout) + 1})
     with tempfile.TemporaryDirectory(prefix="reasonlab-sandbox-") as work:
         proc = subprocess.Popen([sys.executable, "-I", "-c", RUNNER], cwd=work, env={}, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                preexec_fn=_limits(memory_mb, int(timeout) + 1))
+                                start_new_session=True)  # its own process group, killed whole on timeout
         try:
             out, _ = proc.communicate(payload, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -91,6 +91,7 @@ def test_code_tests_sandbox():
     ("import os\nos.system('touch /tmp/escaped')", "PermissionError"),
     ("open('/tmp/escaped', 'w').write('x')", "PermissionError"),
     ("open('/etc/hostname').read()", "PermissionError"),
+    ("import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\nx = bytearray(10 * 1024 ** 3)", "PermissionError"),
 ])
 def test_sandbox_stops_hostile_code_and_the_learner_is_unaffected(code, error):
     before = os.getpid()
