@@ -8,13 +8,12 @@ Options: ``tolerance``, ``answer_column`` (default "answer").
 from __future__ import annotations
 
 from reasonlab import hookimpl
+from reasonlab.rewards import require_column
 from reasonlab.format import gold_answer, parse_completion, parse_number
 
 
 def answer_match(prompts, completions, tolerance: float = 1e-6, answer_column: str = "answer", **columns) -> list[float]:
-    golds = columns.get(answer_column)
-    if golds is None:
-        raise KeyError(f"answer_match needs the dataset column {answer_column!r}")
+    golds = require_column(columns, answer_column, "answer_match")
     scores = []
     for text, gold in zip(completions, golds):
         predicted = parse_number(parse_completion(text).answer)

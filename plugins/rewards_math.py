@@ -17,6 +17,7 @@ import sys
 import threading
 
 from reasonlab import hookimpl
+from reasonlab.rewards import require_column
 from reasonlab.format import gold_answer, parse_completion
 
 
@@ -63,9 +64,7 @@ _worker = MathWorker()
 
 
 def math_equiv(prompts, completions, timeout: float = 2.0, answer_column: str = "answer", **columns) -> list[float]:
-    golds = columns.get(answer_column)
-    if golds is None:
-        raise KeyError(f"math_equiv needs the dataset column {answer_column!r}")
+    golds = require_column(columns, answer_column, "math_equiv")
     scores = []
     for text, gold in zip(completions, golds):
         answer = parse_completion(text).answer

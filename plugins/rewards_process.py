@@ -12,6 +12,7 @@ import json
 import re
 
 from reasonlab import hookimpl
+from reasonlab.rewards import require_column
 from reasonlab.format import parse_completion
 
 _OPERATORS = str.maketrans({"×": "*", "·": "*", "∗": "*", "−": "-", "–": "-", "÷": "/", "$": ""})
@@ -32,9 +33,7 @@ def _as_list(value) -> list[str]:
 
 def checkpoints(prompts, completions, per_checkpoint: float = 0.2, cap: float = 1.0,
                 checkpoints_column: str = "checkpoints", **columns):
-    expected = columns.get(checkpoints_column)
-    if expected is None:
-        raise KeyError(f"checkpoints reward needs the dataset column {checkpoints_column!r}")
+    expected = require_column(columns, checkpoints_column, "checkpoints")
     scores = []
     for text, marks in zip(completions, expected):
         reasoning = parse_completion(text).reasoning

@@ -99,6 +99,13 @@ class CompositeReward:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def require_column(columns: dict, name: str, reward: str) -> list:
+    """A dataset column a reward needs, or a KeyError naming both (counted as that reward's failure)."""
+    if columns.get(name) is None:
+        raise KeyError(f"{reward} needs the dataset column {name!r}; the rows have {sorted(columns)}")
+    return columns[name]
+
+
 def _as_list(value: Any) -> list:
     if hasattr(value, "tolist"):
         value = value.tolist()
