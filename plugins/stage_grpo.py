@@ -10,12 +10,20 @@ failing reward gives), ``max_grad_norm``. ``batch_size`` counts prompts per step
 the stage starts — after an SFT stage, the SFT model, as in the published recipes;
 "base" (LoRA only) is the backbone under the adapters, shared without a copy (less
 memory, but the KL then also pulls away from what earlier stages taught).
+
+Placement (``mesh``, or the recipe's ``[mesh]``): the actor trains on the main mesh;
+``roles.reference`` / ``roles.rollout`` put those models on their own device slices and
+Tunix reshards them there and syncs weights after each step. ``rollout_engine`` picks
+Tunix's engine: "vanilla" (built in), "vllm" or "sglang_jax" (when those packages are
+installed); ``rollout_options`` passes engine settings to Tunix's ``RolloutConfig``
+(e.g. ``rollout_vllm_model_version``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -41,6 +49,8 @@ class GRPOConfig(TrainingStageConfig):
     reward_fallback: float = 0.0
     fail_fast: bool = False
     reference: Literal["initial", "base"] = "initial"
+    rollout_engine: Literal["vanilla", "vllm", "sglang_jax"] = "vanilla"
+    rollout_options: dict[str, Any] = {}
     max_prompt_tokens: PositiveInt = 128
     max_completion_tokens: PositiveInt = 128
 
@@ -72,6 +82,48 @@ def training_batches(records, cfg, seed: int, should_stop=lambda: False):
         yield batch
 
 
+ENGINE_PACKAGES = {"vllm": ("vllm", "pip install vllm (a GPU or TPU build)"),
+                   "sglang_jax": ("sgl_jax", "pip install sglang-jax")}
+
+
+def check_rollout_engine(cfg, where: str) -> None:
+    if cfg.rollout_engine in ENGINE_PACKAGES:
+        module, install = ENGINE_PACKAGES[cfg.rollout_engine]
+        if importlib.util.find_spec(module) is None:
+            raise DataError(f'rollout_engine = "{cfg.rollout_engine}" needs the {module!r} package, '
+                            f"which is not installed", where=f"{where}.rollout_engine",
+                            hint=f'{install}, or use rollout_engine = "vanilla"')
+
+
+def cluster_class(meshes):
+    """Tunix's RLCluster; on CPU with the rollout on other devices, one whose weight sync may copy.
+
+    ``RLCluster.sync_weights`` forbids explicit host<->device transfers on non-TPU/GPU
+    backends, to catch accidental host round trips. Between disjoint CPU device slices
+    every reshard *is* a host copy (all CPU "devices" share host memory), so the guard
+    refuses a transfer that is correct and cheap there. This subclass repeats the sync
+    without the guard in exactly that case; everywhere else Tunix's own method runs.
+    """
+    import jax
+    from flax import nnx
+    from tunix.rl import rl_cluster as rl_cluster_lib
+    from tunix.rl import utils as rl_utils
+    from tunix.sft import utils as sft_utils
+
+    if jax.default_backend() != "cpu" or meshes.role("rollout") == meshes.role("actor"):
+        return rl_cluster_lib.RLCluster
+
+    class CPUSplitMeshCluster(rl_cluster_lib.RLCluster):
+        def sync_weights(self):
+            kind = nnx.LoRAParam if sft_utils.is_lora_enabled(self.actor_trainer.model) else nnx.Param
+            self.rollout.update_params(nnx.state(self.actor_trainer.model, kind), (kind,))
+            self._anchor_policy_state = rl_utils.put_params_on_memory_kind(
+                nnx.state(self.actor_trainer.model), "pinned_host")
+            self.global_steps += 1
+
+    return CPUSplitMeshCluster
+
+
 class GRPOStage:
     Config = GRPOConfig
 
@@ -82,7 +134,6 @@ class GRPOStage:
         from tunix.rl.grpo import grpo_learner
         from tunix.rl.rollout import base_rollout
 
-        from reasonlab.modeling import single_device_mesh
         from reasonlab.tunix_bridge import trainer_options
 
         cfg: GRPOConfig = ctx.config
@@ -95,7 +146,7 @@ class GRPOStage:
             raise DataError(f"all {len(rows)} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
 
-        mesh = single_device_mesh()
+        check_rollout_engine(cfg, f"stages.{ctx.name}")
         if cfg.reference == "base" and not bundle.lora:
             raise DataError('reference = "base" needs a LoRA model', where=f"stages.{ctx.name}.reference")
         reference = bundle.base if cfg.reference == "base" else nnx.clone(bundle.model)
@@ -113,17 +164,19 @@ class GRPOStage:
             top_p=cfg.top_p,
             eos_tokens=bundle.stop_ids or None,
             seed=ctx.seed,  # an int: a fresh key per call (a key array is donated after one use)
+            **cfg.rollout_options,
         )
+        role = rl_cluster_lib.Role
         cluster_config = rl_cluster_lib.ClusterConfig(
-            role_to_mesh={rl_cluster_lib.Role.ACTOR: mesh, rl_cluster_lib.Role.REFERENCE: mesh,
-                          rl_cluster_lib.Role.ROLLOUT: mesh},
-            rollout_engine="vanilla",
+            role_to_mesh={role.ACTOR: ctx.meshes.role("actor"), role.REFERENCE: ctx.meshes.role("reference"),
+                          role.ROLLOUT: ctx.meshes.role("rollout")},
+            rollout_engine=cfg.rollout_engine,
             offload_to_cpu=False,
             training_config=rl_cluster_lib.RLTrainingConfig(
                 actor_optimizer=optimizer, **trainer_options(ctx, cfg)),
             rollout_config=rollout,
         )
-        cluster = rl_cluster_lib.RLCluster(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
+        cluster = cluster_class(ctx.meshes)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
                                            cluster_config=cluster_config)
         # rewards are computed for the step the cluster is about to train (also right after a resume)
         reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
@@ -136,7 +189,7 @@ class GRPOStage:
             reward_fns=[reward],
         )
         try:
-            with mesh:
+            with ctx.meshes.role("actor"):
                 learner.train(training_batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
         finally:
             reward.close()

@@ -32,11 +32,13 @@ def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: in
 
 
 def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_stop=lambda: False,
-            shuffle: bool = True):
+            shuffle: bool = True, process: tuple[int, int] = (0, 1)):
     """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask.
 
     The order depends only on ``seed``, so a resumed trainer that skips the batches it
     already consumed sees exactly the same data. Ends early when ``should_stop()``.
+    In a multi-process run (``process`` = (index, count)) each process yields its own
+    slice of every global batch; Tunix assembles the global array from the slices.
     """
     import numpy as np
     from tunix.sft.peft_trainer import TrainingInput
@@ -55,7 +57,10 @@ def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_
             prompt, completion = pairs[index]
             tokens[row, : len(prompt) + len(completion)] = prompt + completion
             mask[row, len(prompt): len(prompt) + len(completion)] = 1
-        yield TrainingInput(input_tokens=tokens, input_mask=mask)
+        process_index, process_count = process
+        local = batch_size // process_count
+        mine = slice(process_index * local, (process_index + 1) * local)
+        yield TrainingInput(input_tokens=tokens[mine], input_mask=mask[mine])
 
 
 def model_inputs(pad_id: int):
@@ -102,6 +107,9 @@ class SFTStage:
             raise DataError(f"all {len(rows)} rows exceed the length budget "
                             f"({cfg.max_prompt_tokens} prompt / {cfg.max_completion_tokens} completion tokens)",
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens / max_completion_tokens")
+        if cfg.batch_size % ctx.process_count:
+            raise DataError(f"batch_size {cfg.batch_size} does not split over {ctx.process_count} processes",
+                            where=f"stages.{ctx.name}.batch_size", hint="use a multiple of the process count")
         trainer = peft_trainer.PeftTrainer(
             bundle.model,
             optimizer(cfg),
@@ -113,7 +121,7 @@ class SFTStage:
         try:
             # Ends when the batches run out (or stop is requested); closes itself, saving the last step.
             trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop,
-                                  shuffle=cfg.data.order == "shuffle"))
+                                  shuffle=cfg.data.order == "shuffle", process=(ctx.process_index, ctx.process_count)))
         except BaseException:
             trainer.close()  # flush metrics and release the listener before the error propagates
             raise

@@ -53,12 +53,15 @@ def cli(ctx, plugins_dir):
 @click.pass_context
 def run(ctx, recipe, overrides, profile, runs_dir, no_progress, time_budget):
     """Run every stage of RECIPE. OVERRIDES are key=value, e.g. stages.sft.steps=10."""
+    from reasonlab import distributed
     from reasonlab.runner import Runner
 
     _check_budget(time_budget)
     loaded = _load(ctx, recipe, profile, overrides)
+    distributed.initialize()  # before anything touches JAX, when JAX_COORDINATOR_ADDRESS & co. are set
     runner = Runner.create(loaded, _plugins(ctx), Path(runs_dir), progress=not no_progress)
-    click.echo(f"run directory: {runner.dir}", err=True)
+    if runner.primary:
+        click.echo(f"run directory: {runner.dir}", err=True)
     _run(runner, time_budget)
 
 
@@ -79,7 +82,8 @@ def _run(runner, time_budget) -> None:
         summary = runner.run(time_budget)
     except StageInterrupted:
         raise SystemExit(runner.stop.exit_code)
-    _print_summary(runner.dir, summary)
+    if runner.primary:
+        _print_summary(runner.dir, summary)
 
 
 @cli.command()
@@ -89,12 +93,14 @@ def _run(runner, time_budget) -> None:
 @click.pass_context
 def resume(ctx, run_dir, no_progress, time_budget):
     """Continue RUN_DIR: finished stages are skipped, an interrupted one restarts from its checkpoint."""
+    from reasonlab import distributed
     from reasonlab.recipe import load_recipe
     from reasonlab.runner import Runner, check_run_dir
 
     run_path = Path(run_dir)
     check_run_dir(run_path)
     _check_budget(time_budget)
+    distributed.initialize()
     loaded = load_recipe(run_path / "recipe.toml", plugins=_plugins(ctx))
     _run(Runner(loaded, _plugins(ctx), run_path, progress=not no_progress), time_budget)
 

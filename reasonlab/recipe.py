@@ -53,6 +53,10 @@ class Recipe:
     def tracking(self) -> dict:
         return self.model_.tracking
 
+    @property
+    def mesh(self):
+        return self.model_.mesh
+
 
 # -- reading -------------------------------------------------------------
 def read_toml(path: Path) -> dict:

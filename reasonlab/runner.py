@@ -23,6 +23,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from reasonlab import distributed
 from reasonlab.errors import ReasonlabError
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.progress import RunProgress
@@ -115,20 +116,24 @@ class Runner:
         self.plugins = plugins
         self.dir = run_dir
         self.state_path = run_dir / "state.json"
-        self.show_progress = progress
+        self.primary = distributed.is_primary()  # in a multi-process run only process 0 writes files and logs
+        self.show_progress = progress and self.primary
 
     @classmethod
     def create(cls, recipe, plugins, runs_root: Path, progress: bool = True) -> "Runner":
         import tomli_w
 
-        run_dir = new_run_dir(Path(runs_root), recipe.name)
-        (run_dir / "recipe.toml").write_text(tomli_w.dumps(redact(recipe.resolved)), encoding="utf-8")
-        write_json(run_dir / "environment.json",
-                   {**environment(secret_values(recipe.resolved)), "profile": recipe.profile, "source": str(recipe.path)})
-        runner = cls(recipe, plugins, run_dir, progress)
-        write_json(runner.state_path, {"status": "created", "format": RUN_FORMAT,
-                                       "stages": {s.name: {"status": "pending"} for s in recipe.stages}})
-        return runner
+        run_dir = None
+        if distributed.is_primary():
+            run_dir = new_run_dir(Path(runs_root), recipe.name)
+            (run_dir / "recipe.toml").write_text(tomli_w.dumps(redact(recipe.resolved)), encoding="utf-8")
+            write_json(run_dir / "environment.json",
+                       {**environment(secret_values(recipe.resolved)), "profile": recipe.profile,
+                        "source": str(recipe.path), "processes": distributed.process_count()})
+            write_json(run_dir / "state.json", {"status": "created", "format": RUN_FORMAT,
+                                                "stages": {s.name: {"status": "pending"} for s in recipe.stages}})
+        run_dir = Path(distributed.share_from_primary(str(run_dir or "")))  # after process 0 has written it
+        return cls(recipe, plugins, run_dir, progress)
 
     # -- state ---------------------------------------------------------
     def read_state(self) -> dict:
@@ -136,6 +141,8 @@ class Runner:
 
     def _set_state(self, stage: str | None = None, **fields) -> None:
         """Update the run's fields, or one stage's when ``stage`` is given."""
+        if not self.primary:
+            return
         state = self.read_state()
         if stage:
             state["stages"].setdefault(stage, {}).update(fields)
@@ -146,6 +153,7 @@ class Runner:
     # -- running -------------------------------------------------------
     def run(self, time_budget: str | None = None) -> dict:
         """Run (or continue) every stage. Returns the summary; a stop on request leaves the run resumable."""
+        from reasonlab.mesh import stage_meshes
         from reasonlab.modeling import apply_lora, restore_trainable
 
         global _current_run_dir
@@ -158,14 +166,18 @@ class Runner:
         info = RunInfo(recipe=recipe.name, run_id=self.dir.name, dir=self.dir, config=redact(recipe.resolved),
                        tags=list(recipe.info.tags), profile=recipe.profile)
         trackers = [self.plugins.registry("trackers").get(name)(options, info)
-                    for name, options in recipe.tracking.items() if name != "jsonl"]
+                    for name, options in recipe.tracking.items() if name != "jsonl" and self.primary]
         state = self.read_state()
         summary: dict = json.loads((self.dir / "summary.json").read_text()) if (self.dir / "summary.json").exists() else {}
         with RunProgress(self.show_progress) as progress:
-            hub = MetricsHub(info, trackers, hook, progress)
+            hub = MetricsHub(info, trackers, hook, progress, write=self.primary)
             try:
                 self._set_state(status="running")
-                hook.on_run_start(run=info)
+                if self.primary:
+                    hook.on_run_start(run=info)
+                # every mesh is checked against the devices before the model loads
+                meshes = {s.name: stage_meshes(recipe.mesh, s.config.mesh, f"stages.{s.name}")
+                          for s in recipe.stages if s.enabled}
                 bundle = self._load_model()
                 if recipe.model.lora:
                     bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
@@ -177,11 +189,13 @@ class Runner:
                     if state["stages"].get(stage.name, {}).get("status") == "done" and final.exists():
                         bundle = restore_trainable(bundle, final)  # finished in an earlier session
                         continue
-                    bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info)
+                    bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info, meshes[stage.name])
                     summary[stage.name] = metrics
-                    write_json(self.dir / "summary.json", summary)
+                    if self.primary:
+                        write_json(self.dir / "summary.json", summary)
                 self._set_state(status="done", finished=time.time())
-                hook.on_run_end(run=info, summary=summary)
+                if self.primary:
+                    hook.on_run_end(run=info, summary=summary)
             except StageInterrupted as exc:
                 self._set_state(status="interrupted", resumable=True, reason=self.stop.reason, message=str(exc))
                 progress.print(f"[yellow]stopped ({self.stop.reason}): {exc}. "
@@ -198,33 +212,40 @@ class Runner:
         spec = self.recipe.model
         return self.plugins.registry("models").get(spec.preset)(spec)
 
-    def _run_stage(self, index, stage, bundle, hub, progress, info):
+    def _run_stage(self, index, stage, bundle, hub, progress, info, meshes):
+        from reasonlab.mesh import place_bundle
         from reasonlab.modeling import save_trainable
 
         hook = self.plugins.pm.hook
         stage_dir = self.dir / "stages" / stage.name
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        if self.primary:
+            stage_dir.mkdir(parents=True, exist_ok=True)
         self._set_state(stage=stage.name, status="running", started=time.time())
-        hook.on_stage_start(run=info, stage=stage)
+        if self.primary:
+            hook.on_stage_start(run=info, stage=stage)
+        place_bundle(bundle, meshes.main)
         hub.start_stage(stage)
         progress.start_stage(f"{stage.name} ({stage.kind})", getattr(stage.config, "steps", None))
         ctx = StageContext(
             name=stage.name, kind=stage.kind, config=stage.config, recipe=self.recipe, model=bundle,
             dir=stage_dir, seed=self.recipe.info.seed + index, plugins=self.plugins, log=hub.log, progress=progress,
-            should_stop=self.stop, log_table=hub.log_table,
+            should_stop=self.stop, log_table=hub.log_table, meshes=meshes,
+            process_index=distributed.process_index(), process_count=distributed.process_count(),
         )
         runner_cls = self.plugins.registry("stages").get(stage.kind)
         try:
-            result = runner_cls().run(ctx)
+            with meshes.main:  # Tunix's trainers read the mesh from this context
+                result = runner_cls().run(ctx)
         except StageInterrupted:
             self._set_state(stage=stage.name, status="interrupted")
             hub.end_stage({})
             raise
         progress.end_stage()
-        save_trainable(result.model, stage_dir / "final")
+        save_trainable(result.model, stage_dir / "final")  # every process: orbax writes each one's shards
         hub.end_stage(result.metrics)
         self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)
-        hook.on_stage_end(run=info, stage=stage, result=result)
+        if self.primary:
+            hook.on_stage_end(run=info, stage=stage, result=result)
         return result.model, result.metrics
 
 

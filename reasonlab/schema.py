@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -86,6 +86,31 @@ class RewardSpec(Strict):
     options: dict[str, Any] = {}
 
 
+class DeviceSlice(Strict):
+    """Devices (indices into ``jax.devices()``, default all) arranged as named mesh axes.
+
+    ``shape`` maps axis names to sizes in order, e.g. ``{ fsdp = 2, tp = 2 }``; the default
+    puts every device of the slice on ``fsdp``. The models shard their weights over
+    ``fsdp`` and ``tp``: an axis the shape leaves out has size 1.
+    """
+
+    shape: dict[str, PositiveInt] | None = None
+    devices: list[NonNegativeInt] | None = Field(None, min_length=1)
+
+
+MeshRole = Literal["actor", "reference", "rollout", "critic", "judge"]
+
+
+class MeshSpec(DeviceSlice):
+    """``[mesh]``: the devices a run (or ``mesh = {...}`` in one stage) trains on.
+
+    ``roles`` places GRPO's models on their own slices ("split mesh"), e.g.
+    ``roles.rollout = { devices = [2, 3] }``; a role left out uses the main mesh.
+    """
+
+    roles: dict[MeshRole, DeviceSlice] = {}
+
+
 class StageSpec(BaseModel):
     """``[[stages]]`` before its kind's options are validated by the stage plugin."""
 
@@ -100,3 +125,4 @@ class RecipeModel(Strict):
     model: ModelSpec
     stages: list[StageSpec] = Field(min_length=1)
     tracking: dict[str, dict[str, Any]] = {}
+    mesh: MeshSpec = MeshSpec()

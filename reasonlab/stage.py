@@ -16,11 +16,17 @@ from typing import Annotated, Any, Callable
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from reasonlab.schema import DataSpec, PluginRef, Strict
+from reasonlab.schema import DataSpec, MeshSpec, PluginRef, Strict
 
 
 class StageConfig(Strict):
-    """Base of every stage's options (unknown keys are errors)."""
+    """Base of every stage's options (unknown keys are errors).
+
+    mesh -> this stage's devices and role placement, when they differ from the recipe's
+            ``[mesh]`` (see ``reasonlab.schema.MeshSpec``)
+    """
+
+    mesh: MeshSpec | None = None
 
 
 class TrainingStageConfig(StageConfig):
@@ -71,6 +77,18 @@ class StageContext:
     progress: Any  # reasonlab.progress.RunProgress
     should_stop: Callable[[], bool] = lambda: False  # poll once per step; end the data iterator when True
     log_table: Callable[[str, list[str], list[list], int], None] = lambda name, columns, rows, step: None
+    meshes: Any = None  # reasonlab.mesh.StageMeshes: .main (entered around run()) and .role(name)
+    process_index: int = 0  # this process in a multi-process run (jax.distributed)
+    process_count: int = 1
+
+    @property
+    def is_primary(self) -> bool:
+        """Only the primary process writes files; the others compute alongside it."""
+        return self.process_index == 0
+
+    @property
+    def mesh(self):
+        return self.meshes.main if self.meshes is not None else None
 
     def stop_if_requested(self, steps_done: int, steps_total: int) -> None:
         """After the trainer returned: raise StageInterrupted if it stopped early on request."""
@@ -89,6 +107,8 @@ class StageContext:
         from reasonlab.data import load_rows
 
         rows = load_rows(spec, self.plugins)
+        if not self.is_primary:
+            return rows
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / "rows.jsonl", "w", encoding="utf-8") as fh:
             for row in rows:

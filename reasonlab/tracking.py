@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,14 +49,15 @@ def _clean(metrics: dict[str, Any]) -> dict[str, float]:
 class MetricsHub:
     """One place stages log to; knows the current stage."""
 
-    def __init__(self, run: RunInfo, trackers: list[Any], hook, progress):
+    def __init__(self, run: RunInfo, trackers: list[Any], hook, progress, write: bool = True):
         self.run = run
         self.trackers = trackers
         self.hook = hook
         self.progress = progress
         self.stage: Any = None
         self.history: dict[str, list[tuple[int, float]]] = {}
-        self._file = open(run.dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.write = write  # False on the other processes of a multi-process run: process 0 records
+        self._file = open(run.dir / "metrics.jsonl" if write else os.devnull, "a", encoding="utf-8")
         self._flushed = time.monotonic()
 
     def start_stage(self, stage) -> None:
@@ -78,7 +80,8 @@ class MetricsHub:
             self.history.setdefault(key, []).append((step, value))
         for tracker in self.trackers:
             tracker.log(metrics, step)
-        self.hook.on_metrics(run=self.run, stage=self.stage, step=step, metrics=metrics)
+        if self.write:
+            self.hook.on_metrics(run=self.run, stage=self.stage, step=step, metrics=metrics)
         self.progress.update(step, metrics)
 
     def log_table(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
