@@ -1,6 +1,7 @@
 """The hackathon models, loaded from real Hugging Face-format checkpoints.
 
-Presets: ``gemma3-1b-it``, ``gemma3-270m-it`` (Gemma 3) and ``gemma2-2b-it`` (Gemma 2).
+Presets: ``gemma3-1b-it``, ``gemma3-270m-it``, ``gemma3-12b-it`` (Gemma 3; the 12B's
+multimodal checkpoint loads its language model) and ``gemma2-2b-it`` (Gemma 2).
 A checkpoint is a folder with ``*.safetensors``, ``config.json`` and the SentencePiece
 ``tokenizer.model`` (what ``huggingface-cli download google/gemma-3-1b-it`` gives). Where
 the weights come from, in order:
@@ -37,6 +38,7 @@ class Preset:
 PRESETS = [
     Preset("gemma3-1b-it", "gemma3", "google/gemma-3-1b-it", "google/gemma-3/transformers/gemma-3-1b-it"),
     Preset("gemma3-270m-it", "gemma3", "google/gemma-3-270m-it", "google/gemma-3/transformers/gemma-3-270m-it"),
+    Preset("gemma3-12b-it", "gemma3", "google/gemma-3-12b-it", "google/gemma-3/transformers/gemma-3-12b-it"),
     Preset("gemma2-2b-it", "gemma2", "google/gemma-2-2b-it", "google/gemma-2/transformers/gemma-2-2b-it"),
 ]
 STOP_IDS = [1, 106]
@@ -92,7 +94,8 @@ def gemma3_config(preset: Preset, hf: dict):
     from tunix.models.gemma3 import model as gemma3_model
 
     base = {"gemma3-1b-it": gemma3_model.ModelConfig.gemma3_1b_it,
-            "gemma3-270m-it": gemma3_model.ModelConfig.gemma3_270m_it}[preset.name]()
+            "gemma3-270m-it": gemma3_model.ModelConfig.gemma3_270m_it,
+            "gemma3-12b-it": gemma3_model.ModelConfig.gemma3_12b_it}[preset.name]()
     if hf:
         base.num_layers = hf["num_hidden_layers"]
         base.num_embed = hf["vocab_size"]
@@ -127,13 +130,14 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None):
     import jax.numpy as jnp
     import sentencepiece as spm
 
-    from reasonlab.modeling import ModelBundle, single_device_mesh
+    from reasonlab.mesh import load_mesh
+    from reasonlab.modeling import ModelBundle
 
     config_file = directory / "config.json"
     hf = json.loads(config_file.read_text()) if config_file.exists() else {}
     hf = hf.get("text_config", hf)
     dtype = jnp.float32 if dtype_name == "float32" else jnp.bfloat16
-    mesh = single_device_mesh()
+    mesh = load_mesh()
     if preset.family == "gemma3":
         from tunix.models.gemma3 import params_safetensors
 

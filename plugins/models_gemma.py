@@ -131,7 +131,8 @@ def load(spec):
     from tunix.models.gemma3 import model as gemma3_model
     from tunix.models.gemma3 import params_safetensors
 
-    from reasonlab.modeling import ModelBundle, single_device_mesh
+    from reasonlab.mesh import load_mesh
+    from reasonlab.modeling import ModelBundle
 
     directory = cache_dir()
     if not (directory / "model.safetensors").exists() or not (directory / "tokenizer.model").exists():
@@ -139,7 +140,7 @@ def load(spec):
     dtype = jnp.float32 if spec.dtype == "float32" else jnp.bfloat16
     config = gemma3_model.ModelConfig.gemma3_270m()
     config.param_dtype = dtype
-    mesh = single_device_mesh()
+    mesh = load_mesh()
     with mesh:
         model = params_safetensors.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
     tokenizer = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))

@@ -9,6 +9,7 @@ Gemma's embedding gather).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,8 @@ def build_mesh(spec: DeviceSlice, where: str):
         if wrong:
             raise RecipeError(f"device indices {wrong} do not exist: this machine has {len(available)} "
                               f"device(s) (0..{len(available) - 1})", where=f"{where}.devices",
-                              hint="list devices by their index in jax.devices()")
+                              hint="list devices by their index in jax.devices(); on CPU, "
+                                   "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N devices")
         if len(set(spec.devices)) != len(spec.devices):
             raise RecipeError("a device is listed twice", where=f"{where}.devices")
         devices = [available[i] for i in spec.devices]
@@ -74,6 +76,47 @@ def stage_meshes(run_spec: MeshSpec, stage_spec: MeshSpec | None, where: str) ->
     spec, where = (stage_spec, f"{where}.mesh") if stage_spec is not None else (run_spec, "mesh")
     return StageMeshes(build_mesh(spec, where),
                        {role: build_mesh(part, f"{where}.roles.{role}") for role, part in spec.roles.items()})
+
+
+_current: StageMeshes | None = None
+_loading: Any = None
+
+
+@contextmanager
+def loading_onto(mesh):
+    """Model plugins called inside load their weights straight onto ``mesh`` (see ``load_mesh``)."""
+    global _loading
+    previous, _loading = _loading, mesh
+    try:
+        yield mesh
+    finally:
+        _loading = previous
+
+
+def load_mesh():
+    """The mesh a model plugin should load weights onto: the one the runner (or a judge) asks
+    for, so a model too big for one device is never gathered on one; one device otherwise."""
+    if _loading is not None:
+        return _loading
+    from reasonlab.modeling import single_device_mesh
+
+    return single_device_mesh()
+
+
+def current_meshes() -> StageMeshes | None:
+    """The running stage's meshes, for plugins that place models of their own (e.g. a local judge
+    on ``roles.judge``); None outside a run."""
+    return _current
+
+
+def activate(meshes: StageMeshes | None) -> None:
+    global _current
+    _current = meshes
+
+
+def run_meshes(recipe) -> dict[str, StageMeshes]:
+    """Every enabled stage's meshes, checked against the devices (before any heavy work)."""
+    return {s.name: stage_meshes(recipe.mesh, s.config.mesh, f"stages.{s.name}") for s in recipe.stages if s.enabled}
 
 
 def place_on_mesh(module, mesh) -> None:

@@ -23,7 +23,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from reasonlab import distributed
+from reasonlab import compile_cache, distributed
 from reasonlab.errors import ReasonlabError
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.progress import RunProgress
@@ -123,13 +123,17 @@ class Runner:
     def create(cls, recipe, plugins, runs_root: Path, progress: bool = True) -> "Runner":
         import tomli_w
 
+        from reasonlab.mesh import run_meshes
+
+        run_meshes(recipe)  # a mesh that does not fit the devices stops here, before the run directory exists
         run_dir = None
         if distributed.is_primary():
             run_dir = new_run_dir(Path(runs_root), recipe.name)
             (run_dir / "recipe.toml").write_text(tomli_w.dumps(redact(recipe.resolved)), encoding="utf-8")
             write_json(run_dir / "environment.json",
                        {**environment(secret_values(recipe.resolved)), "profile": recipe.profile,
-                        "source": str(recipe.path), "processes": distributed.process_count()})
+                        "source": str(recipe.path), "processes": distributed.process_count(),
+                        "compilation_cache": str(compile_cache.cache_path(recipe.info.compilation_cache))})
             write_json(run_dir / "state.json", {"status": "created", "format": RUN_FORMAT,
                                                 "stages": {s.name: {"status": "pending"} for s in recipe.stages}})
         run_dir = Path(distributed.share_from_primary(str(run_dir or "")))  # after process 0 has written it
@@ -153,7 +157,7 @@ class Runner:
     # -- running -------------------------------------------------------
     def run(self, time_budget: str | None = None) -> dict:
         """Run (or continue) every stage. Returns the summary; a stop on request leaves the run resumable."""
-        from reasonlab.mesh import stage_meshes
+        from reasonlab.mesh import loading_onto, run_meshes
         from reasonlab.modeling import apply_lora, restore_trainable
 
         global _current_run_dir
@@ -175,10 +179,10 @@ class Runner:
                 self._set_state(status="running")
                 if self.primary:
                     hook.on_run_start(run=info)
-                # every mesh is checked against the devices before the model loads
-                meshes = {s.name: stage_meshes(recipe.mesh, s.config.mesh, f"stages.{s.name}")
-                          for s in recipe.stages if s.enabled}
-                bundle = self._load_model()
+                compile_cache.enable(recipe.info.compilation_cache)  # before the first compilation
+                meshes = run_meshes(recipe)  # checked against the devices before the model loads
+                with loading_onto(next(iter(meshes.values())).main if meshes else None):
+                    bundle = self._load_model()
                 if recipe.model.lora:
                     bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
                 for index, stage in enumerate(recipe.stages):
@@ -213,7 +217,7 @@ class Runner:
         return self.plugins.registry("models").get(spec.preset)(spec)
 
     def _run_stage(self, index, stage, bundle, hub, progress, info, meshes):
-        from reasonlab.mesh import place_bundle
+        from reasonlab.mesh import activate, place_bundle
         from reasonlab.modeling import save_trainable
 
         hook = self.plugins.pm.hook
@@ -234,12 +238,15 @@ class Runner:
         )
         runner_cls = self.plugins.registry("stages").get(stage.kind)
         try:
+            activate(meshes)
             with meshes.main:  # Tunix's trainers read the mesh from this context
                 result = runner_cls().run(ctx)
         except StageInterrupted:
             self._set_state(stage=stage.name, status="interrupted")
             hub.end_stage({})
             raise
+        finally:
+            activate(None)
         progress.end_stage()
         save_trainable(result.model, stage_dir / "final")  # every process: orbax writes each one's shards
         hub.end_stage(result.metrics)
