@@ -38,6 +38,7 @@ class RecipeInfo(Strict):
     source: str = ""
     tags: list[str] = []
     time_budget: str | None = None  # e.g. "8h30m": stop cleanly before it runs out; resume later
+    compilation_cache: bool | str = True  # JAX's persistent cache: true = ~/.cache/reasonlab/xla, a path, or false
 
     @field_validator("time_budget")
     @classmethod
