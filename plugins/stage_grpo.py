@@ -17,6 +17,9 @@ Tunix reshards them there and syncs weights after each step. ``rollout_engine`` 
 Tunix's engine: "vanilla" (built in), "vllm" or "sglang_jax" (when those packages are
 installed); ``rollout_options`` passes engine settings to Tunix's ``RolloutConfig``
 (e.g. ``rollout_vllm_model_version``).
+
+Besides Tunix's metrics, each step logs ``perf/rollout_seconds`` and
+``perf/rollout_tokens_per_second`` (new tokens generated per second of rollout).
 """
 
 from __future__ import annotations
@@ -95,25 +98,50 @@ def check_rollout_engine(cfg, where: str) -> None:
                             hint=f'{install}, or use rollout_engine = "vanilla"')
 
 
-def cluster_class(meshes):
-    """Tunix's RLCluster; on CPU with the rollout on other devices, one whose weight sync may copy.
+def frozen_copy(model):
+    """The policy as it is now, frozen, for the KL reference. With LoRA only the adapters are
+    copied: the backbone arrays are shared (never updated, never donated), so the reference
+    costs the adapters' memory instead of a second backbone — and Tunix sees the shared
+    backbone and keeps actor and reference on one copy."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
 
-    ``RLCluster.sync_weights`` forbids explicit host<->device transfers on non-TPU/GPU
-    backends, to catch accidental host round trips. Between disjoint CPU device slices
-    every reshard *is* a host copy (all CPU "devices" share host memory), so the guard
-    refuses a transfer that is correct and cheap there. This subclass repeats the sync
-    without the guard in exactly that case; everywhere else Tunix's own method runs.
+    if not any(True for _ in jax.tree.leaves(nnx.state(model, nnx.LoRAParam))):
+        return nnx.clone(model)
+    graphdef, adapters, backbone = nnx.split(model, nnx.LoRAParam, ...)
+    return nnx.merge(graphdef, jax.tree.map(jnp.copy, adapters), backbone)
+
+
+def cluster_class(meshes, on_rollout):
+    """Tunix's RLCluster, timing each rollout (``on_rollout(seconds, new_tokens)``).
+
+    On CPU with the rollout on other devices than the actor, its weight sync may also
+    copy: ``RLCluster.sync_weights`` forbids explicit host<->device transfers on
+    non-TPU/GPU backends, to catch accidental host round trips, but between disjoint CPU
+    device slices every reshard *is* a host copy (all CPU "devices" share host memory), so
+    the guard refuses a transfer that is correct and cheap there. The subclass repeats the
+    sync without the guard in exactly that case; everywhere else Tunix's own method runs.
     """
+    import time
+
     import jax
     from flax import nnx
     from tunix.rl import rl_cluster as rl_cluster_lib
     from tunix.rl import utils as rl_utils
     from tunix.sft import utils as sft_utils
 
-    if jax.default_backend() != "cpu" or meshes.role("rollout") == meshes.role("actor"):
-        return rl_cluster_lib.RLCluster
+    class TimedCluster(rl_cluster_lib.RLCluster):
+        def generate(self, *args, **kwargs):
+            start = time.perf_counter()
+            out = super().generate(*args, **kwargs)
+            on_rollout(time.perf_counter() - start, sum(len(tokens) for tokens in out.tokens))
+            return out
 
-    class CPUSplitMeshCluster(rl_cluster_lib.RLCluster):
+    if jax.default_backend() != "cpu" or meshes.role("rollout") == meshes.role("actor"):
+        return TimedCluster
+
+    class CPUSplitMeshCluster(TimedCluster):
         def sync_weights(self):
             kind = nnx.LoRAParam if sft_utils.is_lora_enabled(self.actor_trainer.model) else nnx.Param
             self.rollout.update_params(nnx.state(self.actor_trainer.model, kind), (kind,))
@@ -149,7 +177,7 @@ class GRPOStage:
         check_rollout_engine(cfg, f"stages.{ctx.name}")
         if cfg.reference == "base" and not bundle.lora:
             raise DataError('reference = "base" needs a LoRA model', where=f"stages.{ctx.name}.reference")
-        reference = bundle.base if cfg.reference == "base" else nnx.clone(bundle.model)
+        reference = bundle.base if cfg.reference == "base" else frozen_copy(bundle.model)
         schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(int(cfg.steps * cfg.warmup_ratio), 1),
                                                       max(cfg.steps, 2), cfg.learning_rate * 0.1)
         optimizer = optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.1)
@@ -176,7 +204,11 @@ class GRPOStage:
                 actor_optimizer=optimizer, **trainer_options(ctx, cfg)),
             rollout_config=rollout,
         )
-        cluster = cluster_class(ctx.meshes)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
+        def on_rollout(seconds: float, new_tokens: int) -> None:
+            ctx.log({"perf/rollout_seconds": seconds, "perf/rollout_tokens_per_second": new_tokens / seconds},
+                    cluster.global_steps + 1)
+
+        cluster = cluster_class(ctx.meshes, on_rollout)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
                                            cluster_config=cluster_config)
         # rewards are computed for the step the cluster is about to train (also right after a resume)
         reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
