@@ -157,7 +157,6 @@ class GRPOStage:
 
     def run(self, ctx) -> StageResult:
         import optax
-        from flax import nnx
         from tunix.rl import rl_cluster as rl_cluster_lib
         from tunix.rl.grpo import grpo_learner
         from tunix.rl.rollout import base_rollout
