@@ -13,6 +13,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 16 new connections overflows it,
+    # the kernel drops the extra SYNs and the client retransmits them a whole second later
+    request_queue_size = 128
+
+
 class JudgeServer:
     def __init__(self, script, latency: float = 0.0, faults=None, hang: float = 3.0):
         self.script, self.latency, self.faults, self.hang = script, latency, faults or (lambda n: None), hang
@@ -67,7 +73,7 @@ class JudgeServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
