@@ -1,0 +1,128 @@
+"""reasonlab's GRPO overhead over raw Tunix: the same GRPO steps on the tiny model, once via
+`reasonlab run` and once via a plain script building Tunix's RLCluster + GRPOLearner itself.
+
+Both sides time a step the same way: the interval between consecutive reward calls (one
+per step, right after the rollout). Steady state = steps WARM+1..N; ROUNDS interleaved
+runs of each, medians. Target <= 1.03. Run: python benchmarks/overhead_grpo.py [steps] [rounds]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import write_result
+
+STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+WARM = 5
+BATCH, GENERATIONS, NEW_TOKENS, PROMPT_TOKENS = 2, 4, 32, 96
+RECIPE = f"""
+[recipe]
+name = "overhead_grpo"
+compilation_cache = false
+[model]
+preset = "tiny"
+lora = false
+[[stages]]
+name = "grpo"
+kind = "grpo"
+data = {{ source = "arithmetic", options = {{ n = 256 }} }}
+steps = {STEPS}
+batch_size = {BATCH}
+num_generations = {GENERATIONS}
+learning_rate = 1e-3
+max_prompt_tokens = {PROMPT_TOKENS}
+max_completion_tokens = {NEW_TOKENS}
+rewards = [{{ name = "format_strict" }}]
+"""
+
+
+def per_step(stamps: list[float]) -> float:
+    return (stamps[STEPS - 1] - stamps[WARM - 1]) / (STEPS - WARM)
+
+
+def through_reasonlab() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = Path(tmp) / "overhead_grpo.toml"
+        recipe.write_text(RECIPE)
+        subprocess.run([sys.executable, "-m", "reasonlab", "run", str(recipe), "--no-progress", "--runs-dir", tmp],
+                       check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"})
+        metrics = next(Path(tmp, "overhead_grpo").iterdir()) / "metrics.jsonl"
+        stamps = [r["time"] for r in map(json.loads, metrics.read_text().splitlines()) if "reward/total/mean" in r]
+    return per_step(stamps)
+
+
+def through_tunix() -> float:
+    import grain
+    import optax
+    from flax import nnx
+    from tunix.rl import rl_cluster as rl_cluster_lib
+    from tunix.rl.grpo import grpo_learner
+    from tunix.rl.rollout import base_rollout
+
+    from reasonlab.data import DEFAULT_TEMPLATE
+    from reasonlab.modeling import single_device_mesh
+    from reasonlab.schema import ModelSpec
+    from reasonlab_plugins.datasets_arithmetic import generate
+    from reasonlab_plugins.models_tiny import load
+    from reasonlab_plugins.rewards_format import format_strict
+
+    bundle = load(ModelSpec(preset="tiny"))
+    rows = [{"prompts": DEFAULT_TEMPLATE.format(question=r["question"])} for r in generate(n=256)]
+    order = np.random.default_rng(0).permutation(len(rows)).tolist() * 2
+    stamps: list[float] = []
+
+    def reward(prompts, completions, **_):
+        stamps.append(time.time())
+        return format_strict(prompts, completions)
+
+    mesh = single_device_mesh()
+    checkpoints = tempfile.mkdtemp()
+    import orbax.checkpoint as ocp
+    from tunix.sft import metrics_logger
+
+    cluster = rl_cluster_lib.RLCluster(
+        actor=bundle.model, reference=nnx.clone(bundle.model), tokenizer=bundle.tokenizer,
+        cluster_config=rl_cluster_lib.ClusterConfig(
+            role_to_mesh={rl_cluster_lib.Role.ACTOR: mesh, rl_cluster_lib.Role.REFERENCE: mesh,
+                          rl_cluster_lib.Role.ROLLOUT: mesh},
+            rollout_engine="vanilla", offload_to_cpu=False,
+            training_config=rl_cluster_lib.RLTrainingConfig(
+                actor_optimizer=optax.chain(optax.clip_by_global_norm(0.1), optax.adamw(1e-3, b1=0.9, b2=0.99,
+                                                                                       weight_decay=0.1)),
+                eval_every_n_steps=STEPS + 1, max_steps=STEPS, checkpoint_root_directory=checkpoints,
+                checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=STEPS, max_to_keep=1),
+                metrics_logging_options=metrics_logger.MetricsLoggerOptions(log_dir=tempfile.mkdtemp()),
+            ),
+            rollout_config=base_rollout.RolloutConfig(
+                max_tokens_to_generate=NEW_TOKENS, max_prompt_length=PROMPT_TOKENS,
+                kv_cache_size=PROMPT_TOKENS + NEW_TOKENS + 8, temperature=0.7, top_k=50, top_p=0.9,
+                eos_tokens=bundle.stop_ids, seed=0)))
+    learner = grpo_learner.GRPOLearner(
+        rl_cluster=cluster, reward_fns=[reward],
+        algo_config=grpo_learner.GRPOConfig(num_generations=GENERATIONS, num_iterations=1, beta=0.04, epsilon=0.2))
+    data = grain.MapDataset.source([rows[i] for i in order[: STEPS * BATCH]]).batch(BATCH)
+    with mesh:
+        learner.train(data)
+    return per_step(stamps)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    ours_runs, raw_runs = [], []
+    for _ in range(ROUNDS):
+        ours_runs.append(through_reasonlab())
+        raw_runs.append(through_tunix())
+    ours, raw = float(np.median(ours_runs)), float(np.median(raw_runs))
+    ratio = ours / raw
+    print(f"tiny GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} tokens, median of {ROUNDS}: "
+          f"reasonlab {ours * 1000:.1f} ms/step {[round(x * 1000, 1) for x in ours_runs]}, raw Tunix "
+          f"{raw * 1000:.1f} ms/step {[round(x * 1000, 1) for x in raw_runs]} -> ratio {ratio:.3f} "
+          f"({'OK' if ratio <= 1.03 else 'OVER 1.03'})")
+    write_result("overhead_grpo", {"steps": STEPS, "rounds": ROUNDS, "reasonlab_seconds_per_step": ours_runs,
+                                   "tunix_seconds_per_step": raw_runs, "ratio": ratio})
