@@ -82,57 +82,60 @@ def _in_split(key: str, split: str) -> bool:
     return (zlib.crc32(key.encode()) % 4 == 0) == (split == "test")
 
 
-def code_tasks(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
-    rng, rows, seen = _split_rng(seed, split, "code"), [], set()
+def _unique_rows(n: int, split: str, draw) -> list[dict]:
+    """Up to ``n`` rows from ``draw() -> (key, row)``: distinct keys, all in ``split``'s hash partition."""
+    rows, seen = [], set()
     for _ in range(n * 200):
         if len(rows) == n:
             break
+        key, row = draw()
+        if key in seen or not _in_split(key, split):
+            continue
+        seen.add(key)
+        rows.append(row)
+    return rows
+
+
+def code_tasks(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
+    rng = _split_rng(seed, split, "code")
+
+    def draw():
         name, question, code, tests, difficulty, why = rng.choice(_FUNCTIONS)
         k, c = rng.randint(4, 40), rng.choice("abcdefgxyz")
         values = {"k": k, "c": c, "k1": k + 1, "k2": 2 * k, "k5": 5 + k, "km2": k - 2, "tri": k * (k + 1) // 2,
                   "halfk": (k + 1) // 2}
-        key = name.format(**values)
-        if key in seen or not _in_split(key, split):
-            continue
-        seen.add(key)
-        rows.append({"question": question.format(**values), "reasoning": why.format(**values),
-                     "answer": code.format(**values), "tests": [t.format(**values) for t in tests],
-                     "difficulty": difficulty, "domain": "code"})
-    return rows
+        return name.format(**values), {
+            "question": question.format(**values), "reasoning": why.format(**values), "answer": code.format(**values),
+            "tests": [t.format(**values) for t in tests], "difficulty": difficulty, "domain": "code"}
+
+    return _unique_rows(n, split, draw)
 
 
 def dilemmas(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
-    rng, rows, seen = _split_rng(seed, split, "dilemma"), [], set()
-    for _ in range(n * 200):
-        if len(rows) == n:
-            break
+    rng = _split_rng(seed, split, "dilemma")
+
+    def draw():
         who, situation, principle_a, principle_b, action = rng.choice(_DILEMMAS)
         twist = rng.choice(_TWISTS)
         question = f"What should {who} do when {situation} {twist}?"
-        if question in seen or not _in_split(question, split):
-            continue
-        seen.add(question)
         trace = (f"Identify: {who} faces a case where {situation} {twist}. "
                  f"Determine: {principle_a} conflicts with {principle_b}. "
                  f"Explore: acting only on {principle_a} or only on {principle_b} each harms someone; a middle path exists. "
                  f"Act: {action}. "
                  f"Evaluate: this protects {principle_a} while respecting {principle_b} as far as possible.")
-        rows.append({"question": question, "context": f"{principle_a}; {principle_b}", "reasoning": trace,
-                     "answer": action, "difficulty": 2, "domain": "ethics"})
-    return rows
+        return question, {"question": question, "context": f"{principle_a}; {principle_b}", "reasoning": trace,
+                          "answer": action, "difficulty": 2, "domain": "ethics"}
+
+    return _unique_rows(n, split, draw)
 
 
 def open_questions(n: int = 64, seed: int = 0, split: str = "train") -> list[dict]:
-    rng, rows, seen = _split_rng(seed, split, "open"), [], set()
-    for _ in range(n * 200):
-        if len(rows) == n:
-            break
+    rng = _split_rng(seed, split, "open")
+
+    def draw():
         topic, concept, mechanism, consequence = rng.choice(_TOPICS)
         audience = rng.choice(_AUDIENCES)
         question = f"Explain {topic} {audience}."
-        if question in seen or not _in_split(question, split):
-            continue
-        seen.add(question)
         rubric = [
             {"title": "Names the concept", "criterion": f"The answer names {concept}.", "category": "Essential"},
             {"title": "Explains the mechanism", "criterion": f"It explains that {mechanism}.", "category": "Essential"},
@@ -140,10 +143,11 @@ def open_questions(n: int = 64, seed: int = 0, split: str = "train") -> list[dic
             {"title": "Fits the audience", "criterion": f"It is pitched {audience}.", "category": "Optional"},
             {"title": "Avoids false claims", "criterion": "It avoids stating anything false.", "category": "Pitfall"},
         ]
-        rows.append({"question": question, "reasoning": f"The key idea is {concept}: {mechanism}. So {consequence}.",
-                     "answer": f"Because of {concept}: {mechanism}.", "rubric": rubric, "difficulty": 2,
-                     "domain": "science"})
-    return rows
+        return question, {"question": question, "reasoning": f"The key idea is {concept}: {mechanism}. So {consequence}.",
+                          "answer": f"Because of {concept}: {mechanism}.", "rubric": rubric, "difficulty": 2,
+                          "domain": "science"}
+
+    return _unique_rows(n, split, draw)
 
 
 def _loader(generate):
