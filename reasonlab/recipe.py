@@ -2,7 +2,8 @@
 
 Profiles (``[profiles.NAME]``) and overrides use dotted paths; ``stages.<name>.<key>``
 addresses a stage by its name. Tables merge key by key, except a data table that names a
-different ``source``: it replaces the old one whole. Every error names the file and the key path.
+different ``source`` and a mesh ``shape``: those replace the old one whole. Every error
+names the file and the key path.
 """
 
 from __future__ import annotations
@@ -93,13 +94,19 @@ def nest(dotted: str, value: Any) -> dict:
     return out
 
 
+# Tables that are one value: a mesh shape's axes are sized together, so a profile's shape
+# replaces the base's instead of merging into it ({tp = 4} + {fsdp = 1} is not a 1-device mesh).
+WHOLE_TABLES = {"shape"}
+
+
 def overlay(base: dict, patch: dict, where: str) -> dict:
     """Deep-merge ``patch`` into ``base``; a ``stages`` table in the patch addresses stages by name."""
     result = copy.deepcopy(base)
     for key, value in patch.items():
         if key == "stages" and isinstance(value, dict) and isinstance(result.get("stages"), list):
             result["stages"] = _overlay_stages(result["stages"], value, where)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict) and not _new_source(result[key], value):
+        elif (isinstance(value, dict) and isinstance(result.get(key), dict) and key not in WHOLE_TABLES
+              and not _new_source(result[key], value)):
             result[key] = overlay(result[key], value, f"{where}.{key}")
         else:
             result[key] = copy.deepcopy(value)

@@ -127,6 +127,15 @@ def test_mesh_that_does_not_fit_is_a_clear_error(tmp_path, overrides, message):
     assert not (tmp_path / "mesh_tiny").exists()  # stopped before creating a run directory
 
 
+def test_a_profile_replaces_a_mesh_shape_whole():
+    from reasonlab.recipe import load_recipe
+
+    base = load_recipe(REPO / "recipes" / "g_rar.toml").stages[2].config.mesh
+    cpu = load_recipe(REPO / "recipes" / "g_rar.toml", "cpu").stages[2].config.mesh
+    assert base.roles["judge"].shape == {"tp": 4} and base.devices == [0, 1, 2, 3]
+    assert cpu.shape == {"fsdp": 1} and cpu.roles["judge"].shape == {"fsdp": 1}  # not {tp: 4, fsdp: 1}
+
+
 def test_unknown_role_is_a_recipe_error():
     result = reasonlab("validate", RECIPE, "mesh.roles={learner={devices=[0]}}")
     assert result.returncode == 2
