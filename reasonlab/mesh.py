@@ -133,6 +133,10 @@ def place_on_mesh(module, mesh) -> None:
         import numpy as np
 
         def put(x, sharding):
+            if x.sharding == sharding:
+                return x
+            if not x.is_fully_addressable:  # already global: let XLA reshard it
+                return jax.device_put(x, sharding)
             host = np.asarray(jax.device_get(x))
             return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 

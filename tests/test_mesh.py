@@ -156,7 +156,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_with_jax_distributed(tmp_path, single_device):
-    """Two local processes, one CPU device each, train one SFT stage together."""
+    """Two local processes, one CPU device each, run SFT and GRPO together."""
     import os
     import subprocess
     import sys
@@ -169,8 +169,7 @@ def test_two_processes_with_jax_distributed(tmp_path, single_device):
                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
                "JAX_PROCESS_ID": str(index)}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "reasonlab", "run", str(RECIPE), "--no-progress", "--runs-dir", str(runs),
-             "stages.grpo.enabled=false"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            [sys.executable, "-m", "reasonlab", "run", str(RECIPE), "--no-progress", "--runs-dir", str(runs)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-4000:]
@@ -182,6 +181,8 @@ def test_two_processes_with_jax_distributed(tmp_path, single_device):
     assert steps == [1, 2, 3, 4]  # logged once, by process 0
     # each process fed half of every global batch: the same steps as one device with the whole batch
     assert losses(run, "sft") == pytest.approx(losses(single_device, "sft"), rel=1e-4)
+    for key in ("train/actor/grad_norm", "train/completions/mean_length"):  # the same GRPO steps and rollouts
+        assert losses(run, "grpo", key) == pytest.approx(losses(single_device, "grpo", key), rel=1e-4), key
     assert (run / "stages" / "sft" / "final").is_dir()
     assert any((run / "stages" / "sft" / "checkpoints").iterdir())
 
