@@ -1,0 +1,24 @@
+"""No recompilation between steps: each heavy program compiles once per stage (JAX's compile log).
+
+A step that recompiles (a shape that changes with the data, a new closure per step) costs
+seconds to minutes on the embedded model every step; this catches it on the tiny one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from conftest import REPO, reasonlab
+
+RECIPE = REPO / "tests" / "recipes" / "mesh_tiny.toml"
+
+
+def test_heavy_programs_compile_once(tmp_path):
+    result = reasonlab("run", RECIPE, "--no-progress", "--runs-dir", tmp_path, "stages.grpo.steps=3",
+                       'recipe.compilation_cache=false', env={"JAX_LOG_COMPILES": "1", "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    compiled = Counter(re.findall(r"Compiling jit\(([A-Za-z_0-9]+)\)", result.stderr))
+    assert compiled["_train_step"] == 2  # SFT's (4 steps) and GRPO's (3 steps) trainers, once each
+    assert compiled["_prefill_fn"] == 1 and compiled["_decode_fn"] == 1  # rollouts of every step
+    assert compiled["compute_per_token_logps"] == 1  # the reference log-probs of every step
