@@ -26,3 +26,21 @@ def write_result(name: str, result: dict) -> Path:
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
     return out
+
+
+def compare_interleaved(name: str, label: str, ours, raw, rounds: int, steps: int, target: float = 1.03) -> float:
+    """Run ``ours()`` and ``raw()`` (seconds per step) alternately ``rounds`` times; print and record medians."""
+    import statistics
+
+    ours_runs, raw_runs = [], []
+    for _ in range(rounds):
+        ours_runs.append(ours())
+        raw_runs.append(raw())
+    ratio = statistics.median(ours_runs) / statistics.median(raw_runs)
+    print(f"{label}, median of {rounds}: reasonlab {statistics.median(ours_runs) * 1000:.2f} ms/step "
+          f"{[round(x * 1000, 1) for x in ours_runs]}, raw Tunix {statistics.median(raw_runs) * 1000:.2f} ms/step "
+          f"{[round(x * 1000, 1) for x in raw_runs]} -> ratio {ratio:.3f} "
+          f"({'OK' if ratio <= target else f'OVER {target}'})")
+    write_result(name, {"steps": steps, "rounds": rounds, "reasonlab_seconds_per_step": ours_runs,
+                        "tunix_seconds_per_step": raw_runs, "ratio": ratio})
+    return ratio

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import write_result
+from _common import compare_interleaved
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -114,15 +114,5 @@ def through_tunix() -> float:
 
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "disabled")
-    ours_runs, raw_runs = [], []
-    for _ in range(ROUNDS):
-        ours_runs.append(through_reasonlab())
-        raw_runs.append(through_tunix())
-    ours, raw = float(np.median(ours_runs)), float(np.median(raw_runs))
-    ratio = ours / raw
-    print(f"tiny GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} tokens, median of {ROUNDS}: "
-          f"reasonlab {ours * 1000:.1f} ms/step {[round(x * 1000, 1) for x in ours_runs]}, raw Tunix "
-          f"{raw * 1000:.1f} ms/step {[round(x * 1000, 1) for x in raw_runs]} -> ratio {ratio:.3f} "
-          f"({'OK' if ratio <= 1.03 else 'OVER 1.03'})")
-    write_result("overhead_grpo", {"steps": STEPS, "rounds": ROUNDS, "reasonlab_seconds_per_step": ours_runs,
-                                   "tunix_seconds_per_step": raw_runs, "ratio": ratio})
+    compare_interleaved("overhead_grpo", f"tiny GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} "
+                        "tokens", through_reasonlab, through_tunix, ROUNDS, STEPS)
