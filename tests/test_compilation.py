@@ -21,4 +21,5 @@ def test_heavy_programs_compile_once(tmp_path):
     compiled = Counter(re.findall(r"Compiling jit\(([A-Za-z_0-9]+)\)", result.stderr))
     assert compiled["_train_step"] == 2  # SFT's (4 steps) and GRPO's (3 steps) trainers, once each
     assert compiled["_prefill_fn"] == 1 and compiled["_decode_fn"] == 1  # rollouts of every step
-    assert compiled["compute_per_token_logps"] == 1  # the reference log-probs of every step
+    assert compiled["reference_logps"] == 1  # the reference log-probs of every step (reasonlab.logprobs)
+    assert compiled["compute_per_token_logps"] == 0  # Tunix's full-vocabulary path is not used
