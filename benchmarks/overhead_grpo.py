@@ -1,9 +1,16 @@
-"""reasonlab's GRPO overhead over raw Tunix: the same GRPO steps on the tiny model, once via
-`reasonlab run` and once via a plain script building Tunix's RLCluster + GRPOLearner itself.
+"""reasonlab's GRPO overhead over raw Tunix: the same GRPO steps, once via `reasonlab run` and
+once via a plain script building Tunix's RLCluster + GRPOLearner itself.
+
+On the tiny model (default, full fine-tuning) or the embedded Gemma-3-270M (third argument
+``gemma3-270m``: LoRA rank 8, 64 new tokens, the reference sharing the frozen backbone on
+both sides). The plain script uses Tunix's own GRPO loss; reasonlab's lean loss
+(reasonlab.logprobs) computes the same values with less work, so on the embedded model the
+ratio measures that too, not only the framework's overhead.
 
 Both sides time a step the same way: the interval between consecutive reward calls (one
 per step, right after the rollout). Steady state = steps WARM+1..N; ROUNDS interleaved
-runs of each, medians. Target <= 1.03. Run: python benchmarks/overhead_grpo.py [steps] [rounds]
+runs of each, medians. Target <= 1.03.
+Run: python benchmarks/overhead_grpo.py [steps] [rounds] [tiny|gemma3-270m]
 """
 
 import json
@@ -19,15 +26,19 @@ from _common import compare_interleaved
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-WARM = 5
-BATCH, GENERATIONS, NEW_TOKENS, PROMPT_TOKENS = 2, 4, 32, 96
+PRESET = sys.argv[3] if len(sys.argv) > 3 else "tiny"
+EMBEDDED = PRESET != "tiny"
+WARM = 2 if EMBEDDED else 5
+BATCH, GENERATIONS, PROMPT_TOKENS = 2, 4, 96
+NEW_TOKENS = 64 if EMBEDDED else 32
+LEARNING_RATE = 1e-5 if EMBEDDED else 1e-3
 RECIPE = f"""
 [recipe]
 name = "overhead_grpo"
 compilation_cache = false
 [model]
-preset = "tiny"
-lora = false
+preset = "{PRESET}"
+lora = {"{ rank = 8, alpha = 16.0 }" if EMBEDDED else "false"}
 [[stages]]
 name = "grpo"
 kind = "grpo"
@@ -35,10 +46,11 @@ data = {{ source = "arithmetic", options = {{ n = 256 }} }}
 steps = {STEPS}
 batch_size = {BATCH}
 num_generations = {GENERATIONS}
-learning_rate = 1e-3
+learning_rate = {LEARNING_RATE}
 max_prompt_tokens = {PROMPT_TOKENS}
 max_completion_tokens = {NEW_TOKENS}
 rewards = [{{ name = "format_strict" }}]
+reference = "{"base" if EMBEDDED else "initial"}"
 """
 
 
@@ -66,13 +78,19 @@ def through_tunix() -> float:
     from tunix.rl.rollout import base_rollout
 
     from reasonlab.data import DEFAULT_TEMPLATE
-    from reasonlab.modeling import single_device_mesh
-    from reasonlab.schema import ModelSpec
+    from reasonlab.modeling import apply_lora, single_device_mesh
+    from reasonlab.schema import LoraSpec, ModelSpec
     from reasonlab_plugins.datasets_arithmetic import generate
-    from reasonlab_plugins.models_tiny import load
+    from reasonlab_plugins.models_gemma import load as load_gemma
+    from reasonlab_plugins.models_tiny import load as load_tiny
     from reasonlab_plugins.rewards_format import format_strict
 
-    bundle = load(ModelSpec(preset="tiny"))
+    if EMBEDDED:  # LoRA: the reference is the frozen backbone, shared (as reasonlab's LoRA reference)
+        bundle = apply_lora(load_gemma(ModelSpec(preset=PRESET)), LoraSpec(rank=8, alpha=16.0), seed=0)
+        reference = bundle.base
+    else:
+        bundle = load_tiny(ModelSpec(preset="tiny"))
+        reference = nnx.clone(bundle.model)
     rows = [{"prompts": DEFAULT_TEMPLATE.format(question=r["question"])} for r in generate(n=256)]
     order = np.random.default_rng(0).permutation(len(rows)).tolist() * 2
     stamps: list[float] = []
@@ -87,13 +105,13 @@ def through_tunix() -> float:
     from tunix.sft import metrics_logger
 
     cluster = rl_cluster_lib.RLCluster(
-        actor=bundle.model, reference=nnx.clone(bundle.model), tokenizer=bundle.tokenizer,
+        actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
         cluster_config=rl_cluster_lib.ClusterConfig(
             role_to_mesh={rl_cluster_lib.Role.ACTOR: mesh, rl_cluster_lib.Role.REFERENCE: mesh,
                           rl_cluster_lib.Role.ROLLOUT: mesh},
             rollout_engine="vanilla", offload_to_cpu=False,
             training_config=rl_cluster_lib.RLTrainingConfig(
-                actor_optimizer=optax.chain(optax.clip_by_global_norm(0.1), optax.adamw(1e-3, b1=0.9, b2=0.99,
+                actor_optimizer=optax.chain(optax.clip_by_global_norm(0.1), optax.adamw(LEARNING_RATE, b1=0.9, b2=0.99,
                                                                                        weight_decay=0.1)),
                 eval_every_n_steps=STEPS + 1, max_steps=STEPS, checkpoint_root_directory=checkpoints,
                 checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=STEPS, max_to_keep=1),
@@ -114,5 +132,5 @@ def through_tunix() -> float:
 
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "disabled")
-    compare_interleaved("overhead_grpo", f"tiny GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} "
+    compare_interleaved(f"overhead_grpo_{PRESET}", f"{PRESET} GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} "
                         "tokens", through_reasonlab, through_tunix, ROUNDS, STEPS)

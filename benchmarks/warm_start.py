@@ -2,7 +2,9 @@
 JAX's persistent compilation cache (``recipe.compilation_cache``). Target: >= 2x sooner.
 
 Both runs use a fresh cache folder (first run: cold, second: warm) and the same recipe; the
-time is from launching ``reasonlab run`` to the first GRPO training step's metrics record.
+time is from launching ``reasonlab run`` to the end of the first GRPO step (rollout, rewards,
+reference, update): the start of the second step's rollout. (Tunix logs a step's train
+metrics later, asynchronously, so their records do not mark the step's end.)
 
 Run: python benchmarks/warm_start.py [--profile tiny|cpu] [--recipe recipes/quickstart.toml] [OVERRIDES]
 (the cpu profile loads the embedded Gemma-3-270M: ~10 GB, a few minutes per run)
@@ -30,11 +32,11 @@ def time_to_first_grpo_step(recipe: Path, profile: str, cache: Path, runs: Path,
     subprocess.run([sys.executable, "-m", "reasonlab", "run", str(recipe), "--profile", profile, "--no-progress",
                     "--runs-dir", str(runs), *overrides], check=True, capture_output=True)
     run_dir = sorted((runs).glob("*/*"))[-1]
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["stage"] == grpo_stage and any(k.startswith("train/actor/") for k in record):
-            return record["time"] - start
-    raise SystemExit(f"no GRPO step in {run_dir}")
+    rollouts = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                if r["stage"] == grpo_stage and "perf/rollout_seconds" in r]
+    if len(rollouts) >= 2:
+        return rollouts[1]["time"] - rollouts[1]["perf/rollout_seconds"] - start
+    raise SystemExit(f"fewer than two GRPO rollouts in {run_dir}")
 
 
 def main() -> None:
