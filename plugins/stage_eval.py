@@ -13,7 +13,8 @@ tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "ans
 scoring 1 for a right answer), ``mean_reasoning_words``, ``mean_completion_chars``,
 ``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
 carry a ``domain``. ``consensus`` and ``passk`` also report ``sampled_<metric>`` over all
-their samples: the format rate of what the policy samples, which greedy decoding can hide. Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
+their samples: the format rate of what the policy samples, which greedy decoding can hide.
+Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
 """
 
 from __future__ import annotations
@@ -141,13 +142,13 @@ class EvalStage:
             draws = [sample(t, cfg.consensus_top_k, cfg.seed + i) for i, t in enumerate(cfg.temperatures)]
             metrics.update(self._consensus(greedy, draws, rows, prompts, answer_fn, cfg))
             extra_samples = [s for d in draws for s in d]
-            metrics.update(summarize(extra_samples, prefix="sampled_"))
         elif cfg.protocol == "passk":
             draws = [sample(cfg.temperature, None, cfg.seed + i) for i in range(cfg.samples)]
             for k in cfg.k:
                 metrics[f"pass@{k}"] = sum(pass_at_k(cfg.samples, int(sum(d[i]["correct"] for d in draws)), k)
                                            for i in range(len(prompts))) / len(prompts)
             extra_samples = [s for d in draws for s in d]
+        if extra_samples:
             metrics.update(summarize(extra_samples, prefix="sampled_"))  # what the policy samples, not its mode
         metrics["items"] = float(len(prompts))
         metrics["dropped_overlength"] = float(total - len(prompts))

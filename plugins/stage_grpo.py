@@ -112,8 +112,9 @@ def frozen_copy(model):
     import jax
     import jax.numpy as jnp
     from flax import nnx
+    from tunix.sft import utils as sft_utils
 
-    if not any(True for _ in jax.tree.leaves(nnx.state(model, nnx.LoRAParam))):
+    if not sft_utils.is_lora_enabled(model):
         return nnx.clone(model)
     graphdef, adapters, backbone = nnx.split(model, nnx.LoRAParam, ...)
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, adapters), backbone)

@@ -177,8 +177,7 @@ class Runner:
             hub = MetricsHub(info, trackers, hook, progress, write=self.primary)
             try:
                 self._set_state(status="running")
-                if self.primary:
-                    hook.on_run_start(run=info)
+                self._notify("on_run_start", run=info)
                 compile_cache.enable(recipe.info.compilation_cache)  # before the first compilation
                 meshes = run_meshes(recipe)  # checked against the devices before the model loads
                 with loading_onto(next(iter(meshes.values())).main if meshes else None):
@@ -198,8 +197,7 @@ class Runner:
                     if self.primary:
                         write_json(self.dir / "summary.json", summary)
                 self._set_state(status="done", finished=time.time())
-                if self.primary:
-                    hook.on_run_end(run=info, summary=summary)
+                self._notify("on_run_end", run=info, summary=summary)
             except StageInterrupted as exc:
                 self._set_state(status="interrupted", resumable=True, reason=self.stop.reason, message=str(exc))
                 progress.print(f"[yellow]stopped ({self.stop.reason}): {exc}. "
@@ -212,6 +210,11 @@ class Runner:
                 hub.close()
         return summary
 
+    def _notify(self, hook_name: str, **kwargs) -> None:
+        """Call a lifecycle hook once per run: on the primary process only."""
+        if self.primary:
+            getattr(self.plugins.pm.hook, hook_name)(**kwargs)
+
     def _load_model(self):
         spec = self.recipe.model
         return self.plugins.registry("models").get(spec.preset)(spec)
@@ -220,13 +223,11 @@ class Runner:
         from reasonlab.mesh import activate, place_bundle
         from reasonlab.modeling import save_trainable
 
-        hook = self.plugins.pm.hook
         stage_dir = self.dir / "stages" / stage.name
         if self.primary:
             stage_dir.mkdir(parents=True, exist_ok=True)
         self._set_state(stage=stage.name, status="running", started=time.time())
-        if self.primary:
-            hook.on_stage_start(run=info, stage=stage)
+        self._notify("on_stage_start", run=info, stage=stage)
         place_bundle(bundle, meshes.main)
         hub.start_stage(stage)
         progress.start_stage(f"{stage.name} ({stage.kind})", getattr(stage.config, "steps", None))
@@ -251,8 +252,7 @@ class Runner:
         save_trainable(result.model, stage_dir / "final")  # every process: orbax writes each one's shards
         hub.end_stage(result.metrics)
         self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)
-        if self.primary:
-            hook.on_stage_end(run=info, stage=stage, result=result)
+        self._notify("on_stage_end", run=info, stage=stage, result=result)
         return result.model, result.metrics
 
 
