@@ -18,6 +18,7 @@ fallback score and a counted failure.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,17 @@ class JudgeCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, reply))
             self._db.commit()
+
+
+@functools.cache
+def tls_context():
+    """One TLS context for every client: loading the CA bundle takes ~20 ms, which a new
+    ``AsyncClient`` per ``complete_many`` call would otherwise pay every time."""
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class OpenAIJudge:
@@ -80,7 +92,8 @@ class OpenAIJudge:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, limits=limits,
+                                     verify=tls_context()) as client:
             return await asyncio.gather(*(self._one(client, semaphore, m) for m in conversations))
 
     async def _one(self, client, semaphore, messages) -> str | None:
