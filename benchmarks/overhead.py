@@ -1,9 +1,10 @@
-"""reasonlab's overhead over raw Tunix: the same SFT steps on the tiny model, once via
-`reasonlab run` and once via a plain script calling Tunix's PeftTrainer directly.
+"""reasonlab's overhead over raw Tunix: the same SFT steps, once via `reasonlab run` and once
+via a plain script calling Tunix's PeftTrainer directly — on the tiny model (default, full
+fine-tuning) or the embedded Gemma-3-270M (third argument ``gemma3-270m``: LoRA rank 8).
 
 Compares steady-state seconds per step (compilation excluded: steps 11..N), interleaving
 ROUNDS runs of each and taking medians: on a shared 2-core VM one run varies by ~10 %.
-Target <= 1.03. Run: python benchmarks/overhead.py [steps] [rounds]
+Target <= 1.03. Run: python benchmarks/overhead.py [steps] [rounds] [tiny|gemma3-270m]
 """
 
 import json
@@ -19,20 +20,23 @@ from _common import compare_interleaved
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-WARM = 10
+PRESET = sys.argv[3] if len(sys.argv) > 3 else "tiny"
+EMBEDDED = PRESET != "tiny"
+WARM = 2 if EMBEDDED else 10
+LEARNING_RATE = 1e-4 if EMBEDDED else 3e-3
 RECIPE = f"""
 [recipe]
 name = "overhead"
 [model]
-preset = "tiny"
-lora = false
+preset = "{PRESET}"
+lora = {"{ rank = 8, alpha = 16.0 }" if EMBEDDED else "false"}
 [[stages]]
 name = "sft"
 kind = "sft"
 data = {{ source = "arithmetic", options = {{ n = 256 }} }}
 steps = {STEPS}
 batch_size = 8
-learning_rate = 3e-3
+learning_rate = {LEARNING_RATE}
 max_prompt_tokens = 96
 max_completion_tokens = 64
 """
@@ -54,11 +58,16 @@ def through_tunix() -> float:
     from tunix.sft import hooks, peft_trainer
     from tunix.sft import utils as sft_utils
 
-    from reasonlab.schema import ModelSpec
+    from reasonlab.modeling import apply_lora
+    from reasonlab.schema import LoraSpec, ModelSpec
     from reasonlab_plugins.datasets_arithmetic import generate
-    from reasonlab_plugins.models_tiny import load
+    from reasonlab_plugins.models_gemma import load as load_gemma
+    from reasonlab_plugins.models_tiny import load as load_tiny
 
-    bundle = load(ModelSpec(preset="tiny"))
+    if EMBEDDED:
+        bundle = apply_lora(load_gemma(ModelSpec(preset=PRESET)), LoraSpec(rank=8, alpha=16.0), seed=0)
+    else:
+        bundle = load_tiny(ModelSpec(preset="tiny"))
     tok = bundle.tokenizer
     rows = generate(n=256)
     rng = np.random.default_rng(0)
@@ -79,8 +88,9 @@ def through_tunix() -> float:
             tokens = np.zeros((8, 160), np.int32)
             mask = np.zeros((8, 160), np.int32)
             for i, r in enumerate(rng.choice(rows, 8)):
-                p = [1, *tok.encode("Question: " + r["question"] + "\n")]
-                c = [*tok.encode(f"<reasoning>{r['reasoning']}</reasoning><answer>{r['answer']}</answer>"), 2]
+                p = [tok.bos_id(), *tok.encode("Question: " + r["question"] + "\n")][:96]
+                c = [*tok.encode(f"<reasoning>{r['reasoning']}</reasoning><answer>{r['answer']}</answer>"),
+                     tok.eos_id()][:64]
                 tokens[i, : len(p) + len(c)] = p + c
                 mask[i, len(p): len(p) + len(c)] = 1
             yield peft_trainer.TrainingInput(input_tokens=tokens, input_mask=mask)
@@ -90,7 +100,7 @@ def through_tunix() -> float:
         import jax.numpy as jnp
 
         logits, _ = model(input_tokens, positions, None, attention_mask)
-        logits = logits[:, :-1]
+        logits = logits[:, :-1].astype(jnp.float32)  # as reasonlab's cross_entropy loss
         picked = jnp.take_along_axis(logits, input_tokens[:, 1:, None], axis=-1)[..., 0]
         m = input_mask[:, 1:]
         return jnp.sum((jax.nn.logsumexp(logits, -1) - picked) * m) / jnp.maximum(m.sum(), 1)
@@ -104,7 +114,7 @@ def through_tunix() -> float:
 
     # the same Tunix features reasonlab turns on: an orbax checkpoint manager (saving at the end)
     ckpt = tempfile.mkdtemp()
-    trainer = peft_trainer.PeftTrainer(bundle.model, optax.adamw(3e-3),
+    trainer = peft_trainer.PeftTrainer(bundle.model, optax.adamw(LEARNING_RATE),
                                        peft_trainer.TrainingConfig(eval_every_n_steps=STEPS + 1, max_steps=STEPS,
                                                                    checkpoint_root_directory=ckpt,
                                                                    checkpointing_options=ocp.CheckpointManagerOptions(
@@ -116,5 +126,5 @@ def through_tunix() -> float:
 
 
 if __name__ == "__main__":
-    compare_interleaved("overhead", f"tiny SFT, {STEPS} steps of 8x160 tokens", through_reasonlab, through_tunix,
+    compare_interleaved("overhead" if not EMBEDDED else f"overhead_{PRESET}", f"{PRESET} SFT, {STEPS} steps of 8x160 tokens", through_reasonlab, through_tunix,
                         ROUNDS, STEPS)
