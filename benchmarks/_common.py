@@ -44,3 +44,16 @@ def compare_interleaved(name: str, label: str, ours, raw, rounds: int, steps: in
     write_result(name, {"steps": steps, "rounds": rounds, "reasonlab_seconds_per_step": ours_runs,
                         "tunix_seconds_per_step": raw_runs, "ratio": ratio})
     return ratio
+
+
+def load_bundle(preset: str):
+    """The plain-Tunix side's model in the overhead scripts, as their recipes configure it:
+    the tiny model for full fine-tuning, any other preset with LoRA rank 8 (alpha 16)."""
+    from reasonlab.modeling import apply_lora
+    from reasonlab.schema import LoraSpec, ModelSpec
+    from reasonlab_plugins.models_gemma import load as load_gemma
+    from reasonlab_plugins.models_tiny import load as load_tiny
+
+    if preset == "tiny":
+        return load_tiny(ModelSpec(preset="tiny"))
+    return apply_lora(load_gemma(ModelSpec(preset=preset)), LoraSpec(rank=8, alpha=16.0), seed=0)

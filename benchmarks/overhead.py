@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import compare_interleaved
+from _common import compare_interleaved, load_bundle
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -58,16 +58,9 @@ def through_tunix() -> float:
     from tunix.sft import hooks, peft_trainer
     from tunix.sft import utils as sft_utils
 
-    from reasonlab.modeling import apply_lora
-    from reasonlab.schema import LoraSpec, ModelSpec
     from reasonlab_plugins.datasets_arithmetic import generate
-    from reasonlab_plugins.models_gemma import load as load_gemma
-    from reasonlab_plugins.models_tiny import load as load_tiny
 
-    if EMBEDDED:
-        bundle = apply_lora(load_gemma(ModelSpec(preset=PRESET)), LoraSpec(rank=8, alpha=16.0), seed=0)
-    else:
-        bundle = load_tiny(ModelSpec(preset="tiny"))
+    bundle = load_bundle(PRESET)
     tok = bundle.tokenizer
     rows = generate(n=256)
     rng = np.random.default_rng(0)
@@ -126,5 +119,5 @@ def through_tunix() -> float:
 
 
 if __name__ == "__main__":
-    compare_interleaved("overhead" if not EMBEDDED else f"overhead_{PRESET}", f"{PRESET} SFT, {STEPS} steps of 8x160 tokens", through_reasonlab, through_tunix,
-                        ROUNDS, STEPS)
+    compare_interleaved(f"overhead_{PRESET}" if EMBEDDED else "overhead",
+                        f"{PRESET} SFT, {STEPS} steps of 8x160 tokens", through_reasonlab, through_tunix, ROUNDS, STEPS)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import compare_interleaved
+from _common import compare_interleaved, load_bundle
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -78,19 +78,13 @@ def through_tunix() -> float:
     from tunix.rl.rollout import base_rollout
 
     from reasonlab.data import DEFAULT_TEMPLATE
-    from reasonlab.modeling import apply_lora, single_device_mesh
-    from reasonlab.schema import LoraSpec, ModelSpec
+    from reasonlab.modeling import single_device_mesh
     from reasonlab_plugins.datasets_arithmetic import generate
-    from reasonlab_plugins.models_gemma import load as load_gemma
-    from reasonlab_plugins.models_tiny import load as load_tiny
     from reasonlab_plugins.rewards_format import format_strict
 
-    if EMBEDDED:  # LoRA: the reference is the frozen backbone, shared (as reasonlab's LoRA reference)
-        bundle = apply_lora(load_gemma(ModelSpec(preset=PRESET)), LoraSpec(rank=8, alpha=16.0), seed=0)
-        reference = bundle.base
-    else:
-        bundle = load_tiny(ModelSpec(preset="tiny"))
-        reference = nnx.clone(bundle.model)
+    bundle = load_bundle(PRESET)
+    # LoRA: the reference is the frozen backbone, shared (as the recipe's reference = "base")
+    reference = bundle.base if EMBEDDED else nnx.clone(bundle.model)
     rows = [{"prompts": DEFAULT_TEMPLATE.format(question=r["question"])} for r in generate(n=256)]
     order = np.random.default_rng(0).permutation(len(rows)).tolist() * 2
     stamps: list[float] = []
@@ -132,5 +126,6 @@ def through_tunix() -> float:
 
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "disabled")
-    compare_interleaved(f"overhead_grpo_{PRESET}", f"{PRESET} GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} "
-                        "tokens", through_reasonlab, through_tunix, ROUNDS, STEPS)
+    compare_interleaved(f"overhead_grpo_{PRESET}",
+                        f"{PRESET} GRPO, {STEPS} steps of {BATCH}x{GENERATIONS} rollouts x {NEW_TOKENS} tokens",
+                        through_reasonlab, through_tunix, ROUNDS, STEPS)
