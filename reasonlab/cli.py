@@ -38,6 +38,9 @@ def _load(ctx, recipe_path, profile, overrides):
 @click.pass_context
 def cli(ctx, plugins_dir):
     """Post-train small LLMs to reason in <reasoning>/<answer> format, recipe by recipe."""
+    from reasonlab import xla_defaults
+
+    xla_defaults.apply()  # before any command starts JAX
     ctx.ensure_object(dict)
     ctx.obj["plugins_dir"] = plugins_dir
 

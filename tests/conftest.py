@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from reasonlab import xla_defaults
+
+xla_defaults.apply()  # in-process tests compile as the CLI does (before any test imports JAX)
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "recipes" / "quickstart.toml"
 
