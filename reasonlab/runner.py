@@ -23,7 +23,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from reasonlab import compile_cache, distributed
+from reasonlab import compile_cache, distributed, memory
 from reasonlab.errors import ReasonlabError
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.progress import RunProgress
@@ -179,6 +179,7 @@ class Runner:
                 self._set_state(status="running")
                 self._notify("on_run_start", run=info)
                 compile_cache.enable(recipe.info.compilation_cache)  # before the first compilation
+                memory.release_after_compilations()
                 meshes = run_meshes(recipe)  # checked against the devices before the model loads
                 with loading_onto(next(iter(meshes.values())).main if meshes else None):
                     bundle = self._load_model()
