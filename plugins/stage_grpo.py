@@ -120,11 +120,14 @@ def frozen_copy(model):
     return nnx.merge(graphdef, jax.tree.map(jnp.copy, adapters), backbone)
 
 
-def lean_grpo_loss(model, train_example, algo_config, pad_id: int, eos_id: int):
+def lean_grpo_loss(model, train_example, algo_config, pad_id: int, eos_id: int, remat: bool = False):
     """Tunix's GRPO policy loss (``tunix.rl.algo_core.grpo_loss_fn``) for what this stage
     configures — the token-level clipped importance ratio, the KL penalty to the reference
     and Tunix's loss aggregation, with Tunix's own KL and aggregation functions — but with
-    log-probs from ``reasonlab.logprobs`` instead of [B, L, V] logits."""
+    log-probs from ``reasonlab.logprobs`` instead of [B, L, V] logits. ``remat`` recomputes
+    each decoder layer in the backward pass (``logprobs.layer_remat``); it needs the model
+    to come through NNX's transforms, as in Tunix's trainer (flax refuses it on a model
+    rebuilt with ``nnx.merge`` inside a plain ``jax.grad``)."""
     import jax
     import jax.numpy as jnp
     from tunix.rl import common
@@ -132,7 +135,7 @@ def lean_grpo_loss(model, train_example, algo_config, pad_id: int, eos_id: int):
     from reasonlab import logprobs
 
     logps, entropy = logprobs.completion_logps(model, train_example.prompt_ids, train_example.completion_ids,
-                                               pad_id, eos_id, algo_config.temperature)
+                                               pad_id, eos_id, algo_config.temperature, remat)
     mask = train_example.completion_mask
     old = train_example.old_per_token_logps
     old = jax.lax.stop_gradient(logps) if old is None else old.astype(jnp.float32)
@@ -171,7 +174,7 @@ def learner_class():
             pad_id, eos_id = self.rl_cluster.rollout.pad_id(), self.rl_cluster.rollout.eos_id()
             # as Tunix does: the loss reads the learner's config, not the traced argument
             trainer.with_loss_fn(lambda model, train_example, algo_config: lean_grpo_loss(
-                model, train_example, self.algo_config, pad_id, eos_id), has_aux=True)
+                model, train_example, self.algo_config, pad_id, eos_id, remat=True), has_aux=True)
             trainer.with_rl_metrics_to_log({"kl": np.mean, "pg_clipfrac": np.mean, "entropy": np.mean})
 
     return LeanGRPOLearner
@@ -195,6 +198,14 @@ def use_lean_reference(worker) -> None:
 def cluster_class(meshes, on_rollout):
     """Tunix's RLCluster, timing each rollout (``on_rollout(seconds, new_tokens)``).
 
+    RLCluster also snapshots the whole actor after each weight sync (its "anchor", on the
+    ``pinned_host`` memory kind) for old-policy log-probs, which GRPO reads only with
+    ``num_iterations > 1``; this stage runs one iteration per batch, and on CPU that
+    snapshot is a second full copy of the weights (0.54 GB for Gemma 3 270M), so it is
+    dropped. After each train step the reference is pointed at the actor's backbone arrays
+    again (LoRA: they are equal, but the step returned new ones), and before each rollout
+    and train step freed heap pages go back to the OS (``reasonlab.memory``).
+
     On CPU with the rollout on other devices than the actor, its weight sync may also
     copy: ``RLCluster.sync_weights`` forbids explicit host<->device transfers on
     non-TPU/GPU backends, to catch accidental host round trips, but between disjoint CPU
@@ -207,19 +218,39 @@ def cluster_class(meshes, on_rollout):
     import jax
     from flax import nnx
     from tunix.rl import rl_cluster as rl_cluster_lib
-    from tunix.rl import utils as rl_utils
     from tunix.sft import utils as sft_utils
+
+    from reasonlab.memory import release_free_memory
 
     class TimedCluster(rl_cluster_lib.RLCluster):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             use_lean_reference(self.inference_worker)
+            self._anchor_policy_state = None
 
         def generate(self, *args, **kwargs):
+            release_free_memory()
             start = time.perf_counter()
             out = super().generate(*args, **kwargs)
             on_rollout(time.perf_counter() - start, sum(len(tokens) for tokens in out.tokens))
             return out
+
+        def update_actor(self, *args, **kwargs):
+            release_free_memory()
+            out = super().update_actor(*args, **kwargs)
+            self._share_backbone_again()
+            return out
+
+        def _share_backbone_again(self):
+            # The train step returns fresh arrays for every actor parameter, frozen backbone
+            # included; a reference that shared that backbone would keep the old arrays alive.
+            if rl_cluster_lib.Role.REFERENCE in self._backbone_sharing_map[rl_cluster_lib.Role.ACTOR]:
+                reference = self.inference_worker.get_model("reference")
+                nnx.update(reference, nnx.state(self.actor_trainer.model, nnx.Not(nnx.LoRAParam)))
+
+        def sync_weights(self):
+            super().sync_weights()
+            self._anchor_policy_state = None
 
     if jax.default_backend() != "cpu" or meshes.role("rollout") == meshes.role("actor"):
         return TimedCluster
@@ -228,8 +259,6 @@ def cluster_class(meshes, on_rollout):
         def sync_weights(self):
             kind = nnx.LoRAParam if sft_utils.is_lora_enabled(self.actor_trainer.model) else nnx.Param
             self.rollout.update_params(nnx.state(self.actor_trainer.model, kind), (kind,))
-            self._anchor_policy_state = rl_utils.put_params_on_memory_kind(
-                nnx.state(self.actor_trainer.model), "pinned_host")
             self.global_steps += 1
 
     return CPUSplitMeshCluster

@@ -115,7 +115,8 @@ def batches(encoded, cfg, seed: int, should_stop):
 def sequence_logps(model, example):
     """Summed completion log-probs of the chosen (first half) and rejected rows: Tunix's
     ``dpo_trainer.compute_logps``, through ``reasonlab.logprobs`` where the model allows
-    (no full-sequence, full-vocabulary logits)."""
+    (no full-sequence, full-vocabulary logits; decoder layers rematerialised in the
+    backward pass)."""
     from tunix.sft.dpo import dpo_trainer
 
     from reasonlab import logprobs
@@ -124,7 +125,7 @@ def sequence_logps(model, example):
         return dpo_trainer.compute_logps(model, example.input_ids, example.positions, example.attention_mask,
                                          example.logits_to_keep, example.completion_mask)
     token_logps, _ = logprobs.sequence_logps(model, example.input_ids, example.positions, example.attention_mask,
-                                             example.logits_to_keep)
+                                             example.logits_to_keep, remat=True)
     totals = (token_logps * example.completion_mask).sum(axis=-1)
     half = totals.shape[0] // 2
     return totals[:half], totals[half:]

@@ -8,6 +8,9 @@ of the compiled programs (no timing, no RSS).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,11 +22,11 @@ from reasonlab import logprobs
 PAD, EOS = 0, 2
 
 
-def gemma(vocab: int = 512, seed: int = 0, lora: bool = False):
+def gemma(vocab: int = 512, seed: int = 0, lora: bool = False, layers: int = 2):
     from tunix.models.gemma3.model import Gemma3
     from reasonlab_plugins.models_tiny import model_config
 
-    model = Gemma3(model_config(vocab), rngs=nnx.Rngs(seed))
+    model = Gemma3(dataclasses.replace(model_config(vocab), num_layers=layers), rngs=nnx.Rngs(seed))
     if lora:
         from reasonlab.modeling import ModelBundle, apply_lora
         from reasonlab.schema import LoraSpec
@@ -85,12 +88,25 @@ def test_chunks_cover_every_token_whatever_the_size():
         np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
-def test_reference_path_matches_tunix_and_has_no_gradient():
+def test_reference_path_matches_tunix_and_leaves_the_model_alone():
     model = gemma(seed=4)
     prompt_ids, completion_ids = batch()
     expected, _ = tunix_logps(model, prompt_ids, completion_ids)
+    before = [leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(nnx.state(model))]
     ours = logprobs.reference_logps(model, prompt_ids, completion_ids, PAD, EOS)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    # the same arrays afterwards: a reference sharing the actor's backbone keeps sharing it
+    assert [leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(nnx.state(model))] == before
+
+
+def test_layer_remat_is_scoped_to_the_call():
+    model = gemma()
+    configs = [layer.config for layer in model.layers]
+    with logprobs.layer_remat(model):
+        assert {layer.config.remat_config.name for layer in model.layers} == {"DECODER"}
+    assert [layer.config for layer in model.layers] == configs
+    with logprobs.layer_remat(object()):  # no decoder layers: nothing to switch
+        pass
 
 
 def test_preference_sequence_logps_match_tunix():
@@ -125,8 +141,8 @@ def train_example(prompt_ids, completion_ids, ref_logps, seed=5):
                         ref_per_token_logps=ref_logps, old_per_token_logps=None)
 
 
-@pytest.mark.parametrize("old_logps", [False, True])
-def test_lean_grpo_loss_matches_tunix_loss_and_gradients(old_logps):
+@pytest.mark.parametrize("old_logps, remat", [(False, False), (True, True)])
+def test_lean_grpo_loss_matches_tunix_loss_and_gradients(old_logps, remat):
     from tunix.rl.algo_core import grpo_loss_fn
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
@@ -150,7 +166,7 @@ def test_lean_grpo_loss_matches_tunix_loss_and_gradients(old_logps):
         return loss, aux, grad
 
     loss, aux, grad = grads(grpo_loss_fn)
-    lean_loss, lean_aux, lean_grad = grads(lean_grpo_loss)
+    lean_loss, lean_aux, lean_grad = grads(functools.partial(lean_grpo_loss, remat=remat))
     np.testing.assert_allclose(lean_loss, loss, rtol=1e-5)
     for key in ("kl", "pg_clipfrac", "entropy"):
         np.testing.assert_allclose(lean_aux[key], aux[key], rtol=1e-4, atol=1e-6, err_msg=key)
@@ -190,3 +206,25 @@ def test_lean_loss_needs_a_fraction_of_the_memory():
     full_logits = 8 * (96 + 64) * vocab * 4
     assert tunix > full_logits  # Tunix holds at least one float32 copy of all logits
     assert lean < tunix / 4, (lean, tunix)
+
+
+def test_layer_remat_cuts_the_gradient_program_memory():
+    """With XLA's memory-minimising CPU scheduler (tests/conftest.py applies reasonlab's XLA
+    defaults), rematerialised layers keep only each layer's input for the backward pass."""
+    from tunix.rl.grpo.grpo_learner import GRPOConfig
+
+    from reasonlab_plugins.stage_grpo import lean_grpo_loss
+
+    model = gemma(lora=True, layers=8)
+    prompt_ids, completion_ids = batch(size=8, prompt=96, completion=64)
+    example = train_example(prompt_ids, completion_ids, jnp.zeros(completion_ids.shape, jnp.float32))
+    config = GRPOConfig(num_generations=4)
+    config.temperature = 1.0
+
+    def temp_bytes(remat):
+        grad = nnx.grad(lambda m: lean_grpo_loss(m, example, config, PAD, EOS, remat=remat)[0],
+                        argnums=nnx.DiffState(0, nnx.LoRAParam))
+        return nnx.jit(grad).lower(model).compile().memory_analysis().temp_size_in_bytes
+
+    plain, remat = temp_bytes(False), temp_bytes(True)
+    assert remat < 0.5 * plain, (remat, plain)
