@@ -79,9 +79,9 @@ def model_config(num_embed: int):
 
 def load(spec):
     from flax import nnx
-    from tunix.models.gemma3.model import Gemma3
 
     from reasonlab.modeling import ModelBundle
+    from reasonlab_plugins._gemma3 import Gemma3
 
     tokenizer = build_tokenizer()
     num_embed = max(VOCAB_SIZE, tokenizer.vocab_size + 4)

@@ -64,3 +64,35 @@ def test_over_long_rows_are_dropped_and_counted(tmp_path):
     result = SFTStage().run(make_ctx(tmp_path, bundle, config, logged))
     dropped = next(m["data/dropped_overlength"] for _, m in logged if "data/dropped_overlength" in m)
     assert 0 < dropped < 16 and result.metrics["dropped_overlength"] == dropped
+
+
+def test_last_token_prefill_gives_the_same_logits_and_samples():
+    """The presets' Gemma 3 projects only the last prefill position onto the vocabulary,
+    also under LoRA (qwix wraps ``__call__``; Tunix's sampler must still see the option)."""
+    import inspect
+
+    import jax.numpy as jnp
+    from tunix.generate import sampler as sampler_lib
+    from tunix.models.gemma3 import model as gemma3_model
+
+    bundle = apply_lora(load_tiny(ModelSpec(preset="tiny")), LoraSpec(rank=4, alpha=8.0), seed=0)
+    model = bundle.model
+    assert "decode_only_last_token" in inspect.signature(model.__call__).parameters
+    tokens = jnp.asarray([[5, 9, 14, 3, 22, 7]] * 2)
+    positions = jnp.broadcast_to(jnp.arange(6), tokens.shape)
+    mask = jnp.tril(jnp.ones((6, 6), bool))[None].repeat(2, 0)
+    full, _ = model(tokens, positions, None, mask)
+    last, _ = model(tokens, positions, None, mask, decode_only_last_token=True)
+    assert last.shape == (2, 1, full.shape[-1])
+    np.testing.assert_allclose(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+
+    def greedy(transformer, last_only):
+        cache = sampler_lib.CacheConfig(cache_size=64, num_layers=2, num_kv_heads=1, head_dim=32)
+        sampler = sampler_lib.Sampler(transformer, bundle.tokenizer, cache)
+        assert sampler._supports_decode_only_last_token == last_only
+        return sampler(["2 + 3 =", "7 * 6 equals"], max_generation_steps=8, temperature=0.0).tokens
+
+    assert greedy(model, True)  # the LoRA model keeps the option through qwix's wrapper
+    ours = greedy(bundle.base, True)
+    bundle.base.__class__ = gemma3_model.Gemma3  # Tunix's own class: full-sequence prefill
+    assert [t.tolist() for t in greedy(bundle.base, False)] == [t.tolist() for t in ours]
