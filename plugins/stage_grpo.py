@@ -246,7 +246,8 @@ def cluster_class(meshes, on_rollout):
             # included; a reference that shared that backbone would keep the old arrays alive.
             if rl_cluster_lib.Role.REFERENCE in self._backbone_sharing_map[rl_cluster_lib.Role.ACTOR]:
                 reference = self.inference_worker.get_model("reference")
-                nnx.update(reference, nnx.state(self.actor_trainer.model, nnx.Not(nnx.LoRAParam)))
+                frozen = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
+                nnx.update(reference, nnx.state(self.actor_trainer.model, frozen))
 
         def sync_weights(self):
             super().sync_weights()
