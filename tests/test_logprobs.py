@@ -228,3 +228,36 @@ def test_layer_remat_cuts_the_gradient_program_memory():
 
     plain, remat = temp_bytes(False), temp_bytes(True)
     assert remat < 0.5 * plain, (remat, plain)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_sft_cross_entropy_matches_the_full_logits_loss(lora):
+    """The SFT loss plugin through reasonlab.logprobs: same value and gradients as the
+    cross-entropy of the model's own [B, L, V] logits (LoRA: frozen head; full: recomputed)."""
+    from tunix.rl import common
+
+    from reasonlab_plugins.losses_ce import completion_cross_entropy
+
+    model = gemma(lora=lora, seed=2)
+    prompt_ids, completion_ids = batch()
+    tokens, positions, attention_mask, _ = common.process_ids(prompt_ids, completion_ids, PAD, EOS)
+    input_mask = jnp.concatenate([jnp.zeros_like(prompt_ids), (completion_ids != PAD)], axis=1).astype(jnp.int32)
+
+    def plain(m, tokens, input_mask, positions, attention_mask):
+        logits, _ = m(tokens, positions, None, attention_mask)
+        logits = logits[:, :-1].astype(jnp.float32)
+        picked = jnp.take_along_axis(logits, tokens[:, 1:, None], axis=-1)[..., 0]
+        mask = input_mask[:, 1:].astype(jnp.float32)
+        return jnp.sum((jax.nn.logsumexp(logits, axis=-1) - picked) * mask) / jnp.sum(mask)
+
+    wrt = nnx.DiffState(0, nnx.LoRAParam if lora else nnx.Param)
+
+    def value_and_grad(loss_fn):
+        return nnx.value_and_grad(lambda m: loss_fn(m, tokens, input_mask, positions, attention_mask), argnums=wrt)(model)
+
+    (expected, expected_grad), (ours, our_grad) = value_and_grad(plain), value_and_grad(completion_cross_entropy)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5)
+    leaves, our_leaves = jax.tree.leaves(expected_grad), jax.tree.leaves(our_grad)
+    assert len(leaves) == len(our_leaves) > 0 and any(float(jnp.abs(g).max()) > 0 for g in leaves)
+    for want, got in zip(leaves, our_leaves):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
