@@ -9,9 +9,10 @@ copy).
 
 Here the model runs up to its final norm only; the head is applied to the completion's
 positions alone, a chunk of tokens at a time, under ``jax.checkpoint`` so the backward pass
-recomputes a chunk's logits instead of keeping all of them. Same values as Tunix's
-function (to float rounding: the head accumulates in float32 here), a fraction of the
-memory, and fewer FLOPs.
+recomputes a chunk's logits instead of keeping all of them — or, when the head is frozen
+(LoRA), with the gradient for the hidden states formed in the forward pass (a custom VJP:
+no recomputation). Same values as Tunix's function (to float rounding: the head
+accumulates in float32 here), a fraction of the memory, and fewer FLOPs.
 
 Under a gradient, ``remat=True`` also rematerialises each decoder layer (Tunix's
 ``RematConfig.DECODER``, switched on for this forward pass only, so the rollout's model is
