@@ -195,15 +195,16 @@ def use_lean_reference(worker) -> None:
     worker.get_ref_per_token_logps = get_ref_per_token_logps
 
 
-def cluster_class(meshes, on_rollout):
+def cluster_class(meshes, on_rollout, backbone_followers=()):
     """Tunix's RLCluster, timing each rollout (``on_rollout(seconds, new_tokens)``).
 
     RLCluster also snapshots the whole actor after each weight sync (its "anchor", on the
     ``pinned_host`` memory kind) for old-policy log-probs, which GRPO reads only with
     ``num_iterations > 1``; this stage runs one iteration per batch, and on CPU that
     snapshot is a second full copy of the weights (0.54 GB for Gemma 3 270M), so it is
-    dropped. After each train step the reference is pointed at the actor's backbone arrays
-    again (LoRA: they are equal, but the step returned new ones), and before each rollout
+    dropped. After each train step the reference (and ``backbone_followers``, e.g. the
+    bundle's base model) is pointed at the actor's backbone arrays again (LoRA: they are
+    equal, but the step returned new ones; ``reasonlab.modeling.share_backbone``), and before each rollout
     and train step freed heap pages go back to the OS (``reasonlab.memory``).
 
     On CPU with the rollout on other devices than the actor, its weight sync may also
@@ -221,6 +222,7 @@ def cluster_class(meshes, on_rollout):
     from tunix.sft import utils as sft_utils
 
     from reasonlab.memory import release_free_memory
+    from reasonlab.modeling import share_backbone
 
     class TimedCluster(rl_cluster_lib.RLCluster):
         def __init__(self, *args, **kwargs):
@@ -242,12 +244,11 @@ def cluster_class(meshes, on_rollout):
             return out
 
         def _share_backbone_again(self):
-            # The train step returns fresh arrays for every actor parameter, frozen backbone
-            # included; a reference that shared that backbone would keep the old arrays alive.
-            if rl_cluster_lib.Role.REFERENCE in self._backbone_sharing_map[rl_cluster_lib.Role.ACTOR]:
-                reference = self.inference_worker.get_model("reference")
-                frozen = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
-                nnx.update(reference, nnx.state(self.actor_trainer.model, frozen))
+            if not sft_utils.is_lora_enabled(self.actor_trainer.model):
+                return
+            shares = rl_cluster_lib.Role.REFERENCE in self._backbone_sharing_map[rl_cluster_lib.Role.ACTOR]
+            reference = self.inference_worker.get_model("reference") if shares else None
+            share_backbone(self.actor_trainer.model, reference, *backbone_followers)
 
         def sync_weights(self):
             super().sync_weights()
@@ -320,7 +321,8 @@ class GRPOStage:
             ctx.log({"perf/rollout_seconds": seconds, "perf/rollout_tokens_per_second": new_tokens / seconds},
                     cluster.global_steps + 1)
 
-        cluster = cluster_class(ctx.meshes, on_rollout)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
+        followers = [bundle.base] if bundle.lora else []
+        cluster = cluster_class(ctx.meshes, on_rollout, followers)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
                                            cluster_config=cluster_config)
         # rewards are computed for the step the cluster is about to train (also right after a resume)
         reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,

@@ -52,6 +52,19 @@ def apply_lora(bundle: ModelBundle, spec, seed: int) -> ModelBundle:
                        source_dir=bundle.source_dir)
 
 
+def share_backbone(source, *followers) -> None:
+    """Point each follower's frozen (non-LoRA) weights at ``source``'s arrays. Tunix's train
+    steps return fresh arrays for every parameter, the frozen backbone included, so a model
+    that shared the backbone before a step (``bundle.base``, a GRPO reference) would keep
+    the old arrays alive: a second copy of the model."""
+    from flax import nnx
+
+    frozen = nnx.state(source, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam)))
+    for follower in followers:
+        if follower is not None and follower is not source:
+            nnx.update(follower, frozen)
+
+
 def _trainable_state(bundle: ModelBundle):
     from flax import nnx
 

@@ -222,7 +222,7 @@ class Runner:
 
     def _run_stage(self, index, stage, bundle, hub, progress, info, meshes):
         from reasonlab.mesh import activate, place_bundle
-        from reasonlab.modeling import save_trainable
+        from reasonlab.modeling import save_trainable, share_backbone
 
         stage_dir = self.dir / "stages" / stage.name
         if self.primary:
@@ -250,6 +250,8 @@ class Runner:
         finally:
             activate(None)
         progress.end_stage()
+        if result.model.lora:  # the stage's train steps left the base model holding the old backbone arrays
+            share_backbone(result.model.model, result.model.base)
         save_trainable(result.model, stage_dir / "final")  # every process: orbax writes each one's shards
         hub.end_stage(result.metrics)
         self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)

@@ -25,7 +25,8 @@ def buffers(model):
     return [leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(nnx.state(model, frozen))]
 
 
-def test_reference_keeps_sharing_the_actors_backbone(tmp_path, monkeypatch):
+@pytest.mark.parametrize("reference", ["base", "initial"])
+def test_reference_keeps_sharing_the_actors_backbone(tmp_path, monkeypatch, reference):
     from tunix.rl import rl_cluster
 
     clusters = []
@@ -38,7 +39,7 @@ def test_reference_keeps_sharing_the_actors_backbone(tmp_path, monkeypatch):
     monkeypatch.setattr(rl_cluster.RLCluster, "__init__", remember)
     bundle = apply_lora(load(ModelSpec(preset="tiny")), LoraSpec(rank=4, alpha=8.0), seed=0)
     config = GRPOConfig(data={"source": "arithmetic", "options": {"n": 16}}, steps=3, batch_size=2,
-                        num_generations=2, reference="base", rewards=[{"name": "format_strict"}],
+                        num_generations=2, reference=reference, rewards=[{"name": "format_strict"}],
                         max_prompt_tokens=64, max_completion_tokens=16)
     ctx = StageContext(name="grpo", kind="grpo", config=config, recipe=None, model=bundle, dir=tmp_path, seed=0,
                        plugins=get_plugins(), log=lambda m, s: None, progress=RunProgress(False),
@@ -47,7 +48,8 @@ def test_reference_keeps_sharing_the_actors_backbone(tmp_path, monkeypatch):
         result = GRPOStage().run(ctx)
     assert result.metrics["steps"] == 3
     (cluster,) = clusters
-    reference = cluster.inference_worker.get_model("reference")
+    reference_model = cluster.inference_worker.get_model("reference")
     # the train step returned new arrays for the whole actor; the reference follows them
-    assert buffers(reference) == buffers(result.model.model)
+    assert buffers(reference_model) == buffers(result.model.model)
+    assert buffers(bundle.base) == buffers(result.model.model)  # the bundle's base model too
     assert cluster._anchor_policy_state is None
