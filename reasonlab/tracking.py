@@ -57,8 +57,9 @@ class MetricsHub:
         self.stage: Any = None
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.write = write  # False on the other processes of a multi-process run: process 0 records
-        self._file = open(run.dir / "metrics.jsonl" if write else os.devnull, "a", encoding="utf-8")
-        self._flushed = time.monotonic()
+        # line-buffered: a record is in the kernel's hands as soon as it is logged, so a SIGKILL
+        # right after a checkpoint cannot drop the metrics of the steps that checkpoint restores
+        self._file = open(run.dir / "metrics.jsonl" if write else os.devnull, "a", encoding="utf-8", buffering=1)
 
     def start_stage(self, stage) -> None:
         self.stage = stage
@@ -73,9 +74,6 @@ class MetricsHub:
         step = int(step)
         record = {"stage": self.stage.name, "step": step, "time": round(time.time(), 3), **metrics}
         self._file.write(json.dumps(record) + "\n")
-        if time.monotonic() - self._flushed > 1.0:  # readers (tests, tail -f) see records within a second
-            self._file.flush()
-            self._flushed = time.monotonic()
         for key, value in metrics.items():
             self.history.setdefault(key, []).append((step, value))
         for tracker in self.trackers:
