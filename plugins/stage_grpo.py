@@ -205,7 +205,10 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
     dropped. After each train step the reference (and ``backbone_followers``, e.g. the
     bundle's base model) is pointed at the actor's backbone arrays again (LoRA: they are
     equal, but the step returned new ones; ``reasonlab.modeling.share_backbone``), and before each rollout
-    and train step freed heap pages go back to the OS (``reasonlab.memory``).
+    and train step freed heap pages go back to the OS (``reasonlab.memory``). Its buffered
+    rollout metrics are logged under the actor's step numbers (Tunix counts rollouts from
+    0) and are written before each checkpoint
+    (``reasonlab.tunix_bridge.metrics_before_checkpoints``).
 
     On CPU with the rollout on other devices than the actor, its weight sync may also
     copy: ``RLCluster.sync_weights`` forbids explicit host<->device transfers on
@@ -214,6 +217,7 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
     the guard refuses a transfer that is correct and cheap there. The subclass repeats the
     sync without the guard in exactly that case; everywhere else Tunix's own method runs.
     """
+    import dataclasses
     import time
 
     import jax
@@ -223,12 +227,23 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
 
     from reasonlab.memory import release_free_memory
     from reasonlab.modeling import share_backbone
+    from reasonlab.tunix_bridge import metrics_before_checkpoints
 
     class TimedCluster(rl_cluster_lib.RLCluster):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             use_lean_reference(self.inference_worker)
             self._anchor_policy_state = None
+            metrics_before_checkpoints(self.actor_trainer, self._write_buffered_metrics)
+
+        def _log_metrics(self, metrics_buffer):
+            # Tunix numbers rollouts from 0; the actor's steps, our reward and rollout records from 1
+            super()._log_metrics(dataclasses.replace(metrics_buffer, global_steps=metrics_buffer.global_steps + 1))
+
+        def _write_buffered_metrics(self):
+            for buffer in self._buffered_train_metrics:
+                self._log_metrics(buffer)
+            self._buffered_train_metrics.clear()
 
         def generate(self, *args, **kwargs):
             release_free_memory()

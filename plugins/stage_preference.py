@@ -162,7 +162,7 @@ class PreferenceStage:
         from tunix.sft import metrics_logger
         from tunix.sft.dpo import dpo_trainer
 
-        from reasonlab.tunix_bridge import trainer_options
+        from reasonlab.tunix_bridge import metrics_before_checkpoints, trainer_options
         from reasonlab_plugins.stage_sft import optimizer
 
         cfg: PreferenceConfig = ctx.config
@@ -187,6 +187,7 @@ class PreferenceStage:
         trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
         trainer._aux_metrics_to_log.update({"lengths/chosen": np.mean, "lengths/rejected": np.mean})
+        metrics_before_checkpoints(trainer)
         try:
             trainer.train(batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
         except BaseException:

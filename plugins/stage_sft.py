@@ -93,7 +93,7 @@ class SFTStage:
     def run(self, ctx) -> StageResult:
         from tunix.sft import metrics_logger, peft_trainer
 
-        from reasonlab.tunix_bridge import trainer_options
+        from reasonlab.tunix_bridge import metrics_before_checkpoints, trainer_options
 
         cfg: SFTConfig = ctx.config
         bundle = ctx.model
@@ -117,6 +117,7 @@ class SFTStage:
         )
         loss_fn = ctx.registry("losses").get(cfg.loss)
         trainer = trainer.with_gen_model_input_fn(model_inputs(bundle.tokenizer.pad_id())).with_loss_fn(loss_fn)
+        metrics_before_checkpoints(trainer)
         seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens
         try:
             # Ends when the batches run out (or stop is requested); closes itself, saving the last step.

@@ -9,6 +9,7 @@ wandb would log to a finished run): ``close()`` unregisters its own listener.
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 _INTERNAL_PREFIXES = ("jax/", "/jax/", "orbax", "/orbax")
@@ -17,11 +18,21 @@ _INTERNAL_PREFIXES = ("jax/", "/jax/", "orbax", "/orbax")
 class HubBackend:
     """Collects one step's scalars into a single record (Tunix sends them one by one)."""
 
+    _live: weakref.WeakSet[HubBackend] = weakref.WeakSet()
+
     def __init__(self, log: Callable[[dict[str, float], int], None]):
         self._log = log
         self._closed = False
         self._step: int | None = None
         self._pending: dict[str, float] = {}
+        HubBackend._live.add(self)
+
+    @classmethod
+    def flush_all(cls) -> None:
+        """Hand every open backend's gathered record to the hub now."""
+        for backend in list(cls._live):
+            if not backend._closed:
+                backend._flush()
 
     def log_scalar(self, event: str, value, **kwargs) -> None:
         if self._closed or event.startswith(_INTERNAL_PREFIXES):
@@ -55,6 +66,32 @@ class HubBackend:
         self._closed = True
         if self.log_scalar in monitoring._scalar_listeners:
             monitoring._scalar_listeners.remove(self.log_scalar)
+
+
+def metrics_before_checkpoints(trainer, *flush_more: Callable[[], None]) -> None:
+    """Write every metric of the steps a checkpoint holds before the checkpoint itself.
+
+    Tunix writes a step's train metrics one step late (the host copy of the loss overlaps
+    the next step) and ``HubBackend`` gathers a step's scalars until the next step's
+    arrive. A resumed run does not re-log the steps it restores, so a kill between a
+    checkpoint and the next step would lose that step's record for good. Here the
+    trainer's checkpoint manager first writes what is pending (the trainer's lagging step,
+    then ``flush_more``, e.g. an RL cluster's buffered rollout metrics) on the steps
+    that save; the others keep Tunix's overlap.
+    """
+    manager = trainer.checkpoint_manager
+    save = manager.save
+
+    def save_after_metrics(step, *args, force: bool = False, **kwargs):
+        orbax_manager = manager._checkpoint_manager  # None when checkpointing is off
+        if orbax_manager is not None and (force or orbax_manager.should_save(step)):
+            trainer._write_train_metrics()  # a second call writes the step Tunix holds back
+            for flush in flush_more:
+                flush()
+            HubBackend.flush_all()
+        return save(step, *args, force=force, **kwargs)
+
+    manager.save = save_after_metrics
 
 
 def metrics_options(log: Callable[[dict[str, float], int], None], log_dir):
