@@ -178,7 +178,11 @@ class Runner:
             try:
                 self._set_state(status="running")
                 self._notify("on_run_start", run=info)
-                compile_cache.enable(recipe.info.compilation_cache)  # before the first compilation
+                compile_cache.enable(recipe.info.compilation_cache,  # before the first compilation
+                                     prefetch_as=self._prefetch_name())
+                first = next((s.name for s in recipe.stages if s.enabled and not self._finished(state, s.name)), None)
+                if first:
+                    compile_cache.begin_stage(first)  # its programs load while the model does
                 memory.release_after_compilations()
                 meshes = run_meshes(recipe)  # checked against the devices before the model loads
                 with loading_onto(next(iter(meshes.values())).main if meshes else None):
@@ -189,10 +193,10 @@ class Runner:
                     if not stage.enabled:
                         self._set_state(stage=stage.name, status="skipped")
                         continue
-                    final = self.dir / "stages" / stage.name / "final"
-                    if state["stages"].get(stage.name, {}).get("status") == "done" and final.exists():
-                        bundle = restore_trainable(bundle, final)  # finished in an earlier session
-                        continue
+                    if self._finished(state, stage.name):
+                        bundle = restore_trainable(bundle, self.dir / "stages" / stage.name / "final")
+                        continue  # finished in an earlier session
+                    compile_cache.begin_stage(stage.name)
                     bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info, meshes[stage.name])
                     summary[stage.name] = metrics
                     if self.primary:
@@ -208,8 +212,22 @@ class Runner:
                 self._set_state(status="failed", error=f"{type(exc).__name__}: {exc}")
                 raise
             finally:
+                prefetched = compile_cache.finish_prefetch()
+                if prefetched:  # which programs skipped their cache load on the critical path
+                    self._set_state(compilation_cache={"prefetched": prefetched})
                 hub.close()
         return summary
+
+    def _finished(self, state: dict, stage: str) -> bool:
+        return (state["stages"].get(stage, {}).get("status") == "done"
+                and (self.dir / "stages" / stage / "final").exists())
+
+    def _prefetch_name(self) -> str | None:
+        """Which earlier run's large programs to prefetch from the compilation cache: this recipe's,
+        under this profile. Off in multi-process runs (each process would record its own devices)."""
+        if distributed.process_count() > 1:
+            return None
+        return f"{self.recipe.name}.{self.recipe.profile or 'default'}"
 
     def _notify(self, hook_name: str, **kwargs) -> None:
         """Call a lifecycle hook once per run: on the primary process only."""
