@@ -64,6 +64,12 @@ def test_second_run_takes_its_programs_from_the_prefetch(tmp_path):
     assert warm == {"values": cold["values"], "claimed": ["jit_step", "jit_step"]}
 
 
+def test_a_program_two_stages_read_is_prefetched_for_both(tmp_path):
+    run_program(tmp_path, "eval_base=0.5", "eval=0.5")  # e.g. the same sampler before and after training
+    assert [p["stage"] for p in manifest(tmp_path)] == ["eval_base", "eval"]
+    assert run_program(tmp_path, "eval_base=0.5", "eval=0.5")["claimed"] == ["jit_step", "jit_step"]
+
+
 def test_a_stage_gets_only_its_own_programs(tmp_path):
     run_program(tmp_path, "sft=0.5", "grpo=0.25")
     swapped = run_program(tmp_path, "sft=0.25", "grpo=0.5")  # each stage asks for the other's program
