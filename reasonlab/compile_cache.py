@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reasonlab import memory
+from reasonlab.files import write_json
 
 log = logging.getLogger(__name__)
 PREFETCH_MIN_BYTES = 100_000  # smaller entries load in milliseconds: not worth a thread's time
@@ -134,7 +135,7 @@ class Prefetcher:
             records = json.loads(self.manifest.read_text(encoding="utf-8"))["programs"]
         except (OSError, ValueError, KeyError, TypeError):
             return []  # no earlier run of this recipe (or an unreadable manifest): nothing to prefetch
-        return [r for r in records if isinstance(r, dict) and (self.cache_dir / f"{r.get('key')}-cache").exists()]
+        return [r for r in records if isinstance(r, dict) and self._entry_path(r.get("key")).exists()]
 
     def _drop_pending(self) -> None:
         for _, future in self._pending.values():
@@ -199,12 +200,13 @@ class Prefetcher:
         large += [r for r in self._plan if r.get("stage") not in ran]  # stages a resumed run skipped
         if large:
             self.manifest.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.manifest.with_suffix(".json.partial")
-            partial.write_text(json.dumps({"programs": large}, indent=1), encoding="utf-8")
-            partial.replace(self.manifest)
+            write_json(self.manifest, {"programs": large})
+
+    def _entry_path(self, key) -> Path:
+        return self.cache_dir / f"{key}-cache"  # how JAX's file cache names an entry (jax._src.lru_cache)
 
     def _entry_size(self, key: str) -> int:
         try:
-            return (self.cache_dir / f"{key}-cache").stat().st_size
+            return self._entry_path(key).stat().st_size
         except OSError:
             return 0

@@ -14,7 +14,6 @@ Run directory (``runs/<recipe>/<timestamp>/``)::
 from __future__ import annotations
 
 import json
-import os
 import re
 import platform
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from reasonlab import compile_cache, distributed, memory
 from reasonlab.errors import ReasonlabError
+from reasonlab.files import write_json
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.progress import RunProgress
 from reasonlab.stage import StageContext
@@ -36,13 +36,6 @@ REDACTED = "***redacted***"
 
 RECORDED_PACKAGES = ("reasonlab", "google-tunix", "jax", "jaxlib", "flax", "qwix", "optax", "orbax-checkpoint",
                      "grain", "wandb", "datasets", "pluggy")
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically: a reader never sees a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def redact(value):
