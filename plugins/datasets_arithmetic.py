@@ -96,6 +96,7 @@ def _check(arg: str, spec) -> None:
 
 
 load.check = _check
+load.columns = lambda arg, spec: set(generate(split=spec.split, **{**spec.options, "n": 1})[0])
 
 
 @hookimpl

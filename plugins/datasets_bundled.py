@@ -162,6 +162,7 @@ def _loader(generate):
             raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", hint="known: n, seed")
 
     load.check = check
+    load.columns = lambda arg, spec: set(generate(n=1, seed=spec.options.get("seed", 0), split=spec.split)[0])
     return load
 
 

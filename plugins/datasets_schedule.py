@@ -65,7 +65,22 @@ def _check(known):
     return check
 
 
+def _inner_columns(extra=()):
+    def columns(arg, spec):
+        from reasonlab.data import declared_columns
+        from reasonlab.plugins import get_plugins
+
+        inner = spec.model_copy(update={"source": arg, "options": dict(spec.options.get("inner_options", {})),
+                                        "limit": None, "columns": None})
+        found = declared_columns(inner, get_plugins())
+        return None if found is None else found | set(extra)
+
+    return columns
+
+
 curriculum.check = _check({"difficulty_field", "by", "seed", "inner_options"})
+curriculum.columns = _inner_columns()
+review.columns = _inner_columns(["review"])
 review.check = _check({"session", "new_per_session", "review_ratio", "seed", "inner_options"})
 
 

@@ -24,4 +24,4 @@ def answer_match(prompts, completions, tolerance: float = 1e-6, answer_column: s
 
 @hookimpl
 def register_rewards(register):
-    register("answer_match", answer_match)
+    register("answer_match", answer_match, columns=["{answer_column}"])

@@ -74,4 +74,4 @@ def math_equiv(prompts, completions, timeout: float = 2.0, answer_column: str = 
 
 @hookimpl
 def register_rewards(register):
-    register("math_equiv", math_equiv)
+    register("math_equiv", math_equiv, columns=["{answer_column}"])

@@ -48,4 +48,4 @@ def checkpoints(prompts, completions, per_checkpoint: float = 0.2, cap: float = 
 
 @hookimpl
 def register_rewards(register):
-    register("checkpoints", checkpoints)
+    register("checkpoints", checkpoints, columns=["{checkpoints_column}"])

@@ -53,4 +53,4 @@ def tfidf_relevance(prompts, completions, target_words: int = 120, context_colum
 
 @hookimpl
 def register_rewards(register):
-    register("tfidf_relevance", tfidf_relevance)
+    register("tfidf_relevance", tfidf_relevance, columns=["{context_column}"])

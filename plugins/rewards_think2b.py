@@ -48,4 +48,4 @@ def think_2b(prompts, completions, answer_column: str = "answer", step_words=STE
 
 @hookimpl
 def register_rewards(register):
-    register("think_2b", think_2b)
+    register("think_2b", think_2b, columns=["{answer_column}"])

@@ -65,5 +65,5 @@ def check_numbers(prompts, completions, answer_column: str = "answer", **columns
 def register_rewards(register):
     register("match_format_exactly", match_format_exactly)
     register("match_format_approximately", match_format_approximately)
-    register("check_answer", check_answer)
-    register("check_numbers", check_numbers)
+    register("check_answer", check_answer, columns=["{answer_column}"])
+    register("check_numbers", check_numbers, columns=["{answer_column}"])

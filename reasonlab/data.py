@@ -28,7 +28,26 @@ def load_rows(spec: DataSpec, plugins) -> list[dict]:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataError(f"row {i} is a {type(row).__name__}, not an object", where=spec.source)
+    if spec.columns is not None:
+        missing = [c for c in spec.columns if c not in rows[0]]
+        if missing:
+            raise DataError(f"data.columns declares {', '.join(map(repr, missing))}, which row 0 lacks "
+                            f"(it has {', '.join(map(repr, rows[0]))})", where=spec.source,
+                            hint="declare the columns the source really has, or leave data.columns out")
     return rows[: spec.limit] if spec.limit else rows
+
+
+def declared_columns(spec: DataSpec, plugins) -> set[str] | None:
+    """The columns ``spec``'s rows will have, if known without reading them: the recipe's
+    ``data.columns``, else the loader's ``columns(arg, spec)`` (None: unknown until read)."""
+    if spec.columns is not None:
+        return set(spec.columns)
+    name, _, arg = spec.source.partition(":")
+    columns = getattr(plugins.registry("datasets").get(name), "columns", None)
+    if columns is None:
+        return None
+    found = columns(arg, spec)
+    return None if found is None else set(found)
 
 
 def require_columns(rows: list[dict], columns: list[str], spec: DataSpec) -> None:

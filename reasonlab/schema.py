@@ -79,12 +79,17 @@ class DataSpec(Strict):
     template: str | None = None  # prompt template with {question}; default asks for the tags
     options: dict[str, Any] = {}  # passed to the loader (e.g. n, seed of a generator)
     order: Literal["shuffle", "as_is"] = "shuffle"  # as_is keeps the loader's order (curricula)
+    # the columns the rows have, for sources that cannot say before they are read (hf:); checked against them
+    columns: list[str] | None = None
 
 
 class RewardSpec(Strict):
+    """One reward of a stage: its plugin, weight, options and a per-call time limit."""
+
     name: Annotated[str, PluginRef("rewards")]
-    weight: float = 1.0
+    weight: float = Field(1.0, allow_inf_nan=False)
     options: dict[str, Any] = {}
+    timeout: PositiveFloat | None = None  # seconds per call; default: what the reward registered (600 s, judges less)
 
 
 class DeviceSlice(Strict):

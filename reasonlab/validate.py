@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from reasonlab.errors import ReasonlabError
 from reasonlab.schema import DataSpec
 
 
@@ -36,3 +37,85 @@ def check_data(recipe, plugins) -> None:
             except DataError as exc:
                 exc.where = f"{recipe.path}: stages.{stage.name}.{path}" + (f" ({exc.where})" if exc.where else "")
                 raise
+
+
+def _reward_specs(config):
+    """(key path, RewardSpec) for every reward a stage's options name: ``RewardSpec`` lists
+    and plain ``PluginRef("rewards")`` names (e.g. an eval stage's ``answer_reward``)."""
+    from reasonlab.schema import PluginRef, RewardSpec
+
+    for name, info in type(config).model_fields.items():
+        value = getattr(config, name)
+        if isinstance(value, RewardSpec):
+            yield name, value
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, RewardSpec):
+                    yield f"{name}[{i}]", item
+        elif isinstance(value, str) and any(isinstance(m, PluginRef) and m.kind == "rewards" for m in info.metadata):
+            yield name, RewardSpec(name=value)
+
+
+def check_rewards(recipe, plugins, columns_of=None) -> None:
+    """Every reward a stage uses takes the options the recipe gives it and finds the columns
+    it reads in the stage's data. ``columns_of(stage, spec)`` gives a stage's columns (default:
+    what the source declares without reading; a source that cannot say is checked when read)."""
+    from reasonlab.data import declared_columns
+    from reasonlab.rewards import check_reward_columns, check_reward_options, check_reward_refs, contract_of
+
+    rewards = plugins.registry("rewards")
+    for stage in recipe.stages:
+        if not stage.enabled:
+            continue
+        data = getattr(stage.config, "data", None)
+        columns = None
+        if isinstance(data, DataSpec):
+            columns = columns_of(stage, data) if columns_of else declared_columns(data, plugins)
+        for path, spec in _reward_specs(stage.config):
+            where = f"{recipe.path}: stages.{stage.name}.{path}"
+            entry = rewards.entries.get(spec.name)
+            contract = contract_of(rewards.get(spec.name), entry.info if entry else None)
+            check_reward_options(spec, contract, where)
+            check_reward_refs(spec, entry.info if entry else {}, plugins, where)
+            if columns is not None:
+                check_reward_columns(spec, contract, columns, where, data.source)
+
+
+def preflight(recipe, plugins, stages=None) -> None:
+    """Before anything trains: read each stage's rows (those of ``stages``, default every
+    enabled stage whose data does not come from an earlier stage of the run) and check its
+    rewards against the columns the rows really have."""
+    from reasonlab.data import load_rows
+
+    wanted = None if stages is None else {s.name for s in stages}
+    read: dict[str, set[str] | None] = {}
+    for stage in recipe.stages:
+        data = getattr(stage.config, "data", None)
+        if not stage.enabled or not isinstance(data, DataSpec):
+            continue
+        if wanted is not None and stage.name not in wanted:
+            continue
+        if wanted is None and data.source.startswith("stage:"):
+            continue  # its rows exist once the stage that writes them has run
+        try:
+            rows = load_rows(data, plugins)
+        except ReasonlabError as exc:
+            exc.where = f"stages.{stage.name}.data" + (f" ({exc.where})" if exc.where else "")
+            raise
+        read[stage.name] = set(rows[0])
+
+    def columns_of(stage, spec):
+        return read.get(stage.name)
+
+    check_rewards(recipe, plugins, columns_of)
+    rewards = plugins.registry("rewards")
+    for stage in recipe.stages:
+        if stage.enabled and (wanted is None or stage.name in wanted):
+            for path, spec in _reward_specs(stage.config):
+                ready = getattr(rewards.get(spec.name), "preflight", None)  # e.g. a sandbox it needs
+                if ready is not None:
+                    try:
+                        ready(dict(spec.options))
+                    except ReasonlabError as exc:
+                        exc.where = f"stages.{stage.name}.{path}"
+                        raise

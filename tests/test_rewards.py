@@ -84,7 +84,7 @@ def test_composite_failures_fall_back_and_are_counted():
     logged = []
     registry = registry_with(boom=boom, short=lambda p, c, **_: [1.0], nan=lambda p, c, **_: [float("nan")] * len(c))
     composite = CompositeReward([RewardSpec(name=n) for n in ("boom", "short", "nan")], registry,
-                                fallback=-1.0, on_metrics=logged.append)
+                                fallback=-1.0, on_metrics=logged.append, failures="fallback")
     assert composite(["q", "q"], ["a", "b"]) == [-3.0, -3.0]
     assert logged[0]["reward/boom/failures"] == 2 and logged[0]["reward/short/failures"] == 2
     assert logged[0]["reward/nan/failures"] == 2
