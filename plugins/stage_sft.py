@@ -19,7 +19,28 @@ from reasonlab.stage import StageResult, TrainingStageConfig
 
 
 class SFTConfig(TrainingStageConfig):
+    """``loss`` names a loss plugin; ``loss_options`` are its keyword arguments."""
+
     loss: Annotated[str, PluginRef("losses")] = "cross_entropy"
+    loss_options: dict = {}
+
+
+def with_options(loss_fn, options: dict, where: str):
+    """``loss_fn`` with the recipe's ``loss_options`` bound; an option it does not take is a recipe error."""
+    import functools
+    import inspect
+
+    from reasonlab.errors import RecipeError
+
+    if not options:
+        return loss_fn
+    parameters = inspect.signature(loss_fn).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    unknown = [k for k in options if k not in parameters and not takes_any]
+    if unknown:
+        raise RecipeError(f"the loss takes no option {unknown[0]!r}", where=f"{where}.loss_options.{unknown[0]}",
+                          hint=f"its parameters: {', '.join(parameters)}")
+    return functools.partial(loss_fn, **options)
 
 
 def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: int):
@@ -115,7 +136,7 @@ class SFTStage:
             optimizer(cfg),
             peft_trainer.TrainingConfig(**trainer_options(ctx, cfg)),
         )
-        loss_fn = ctx.registry("losses").get(cfg.loss)
+        loss_fn = with_options(ctx.registry("losses").get(cfg.loss), cfg.loss_options, f"stages.{ctx.name}")
         trainer = trainer.with_gen_model_input_fn(model_inputs(bundle.tokenizer.pad_id())).with_loss_fn(loss_fn)
         metrics_before_checkpoints(trainer)
         seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens

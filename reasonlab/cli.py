@@ -135,7 +135,7 @@ def compare(run_dirs, metrics, out):
     from rich.console import Console
     from rich.table import Table
 
-    from reasonlab.compare import DEFAULT_METRICS, RunRecord, differing_config, final_metrics, plot
+    from reasonlab.compare import DEFAULT_METRICS, RunRecord, differing_config, final_metrics, paired_evals, plot
 
     runs = [RunRecord(Path(p)) for p in run_dirs]
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output: never truncate keys
@@ -147,6 +147,18 @@ def compare(run_dirs, metrics, out):
             table.add_column(run.label, justify="right")
         for key, values in rows.items():
             table.add_row(key, *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+        console.print(table)
+    paired = paired_evals(runs)
+    if paired:
+        table = Table(title="paired on the same eval items (answer accuracy, each run against the first)")
+        for column in ("stage", "run", "n", "first", "this", "difference (95 % CI)", "gained / lost", "McNemar p",
+                       "verdict"):
+            table.add_column(column, justify="left" if column in ("stage", "run", "verdict") else "right")
+        for row in paired:
+            low, high = row["interval"]
+            table.add_row(row["stage"], row["run"], str(row["n"]), f"{row['accuracy_a']:.3f}",
+                          f"{row['accuracy_b']:.3f}", f"{row['difference']:+.3f} ({low:+.3f} … {high:+.3f})",
+                          f"{row['gained']} / {row['lost']}", f"{row['p_value']:.3g}", row["verdict"])
         console.print(table)
     if out:
         for path in plot(runs, final_metrics(runs, metrics or DEFAULT_METRICS), Path(out)):
@@ -187,7 +199,7 @@ def show(ctx, recipe, overrides, profile):
 def validate(ctx, recipes, profile):
     """Check recipes: schema, plugin names, readable data. Does not import JAX."""
     from reasonlab.recipe import read_toml
-    from reasonlab.validate import check_data
+    from reasonlab.validate import check_data, check_rewards
 
     failures = 0
     for path in recipes:
@@ -195,7 +207,9 @@ def validate(ctx, recipes, profile):
         for name in profiles:
             label = f"{path}" + (f" --profile {name}" if name else "")
             try:
-                check_data(_load(ctx, path, name, ()), _plugins(ctx))
+                loaded = _load(ctx, path, name, ())
+                check_data(loaded, _plugins(ctx))
+                check_rewards(loaded, _plugins(ctx))
             except ReasonlabError as exc:
                 failures += 1
                 click.secho(f"✗ {label}\n{exc}", fg="red", err=True)
@@ -212,14 +226,18 @@ def plugins(ctx, as_json):
     """List loaded plugins and what each registers."""
     if ctx.invoked_subcommand:
         return
-    rows = _plugins(ctx).describe()
+    system = _plugins(ctx)
+    rows = system.describe()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows + [{"name": name, "broken": why} for name, why in system.broken.items()],
+                              indent=2))
         return
     for row in rows:
         click.echo(f"{row['name']}  ({row['distribution']})")
         for kind, names in row["registers"].items():
             click.echo(f"    {kind}: {', '.join(names)}")
+    for name, why in system.broken.items():
+        click.secho(f"{name}  BROKEN, not loaded: {why}", fg="red")
 
 
 @plugins.command("new")
@@ -237,7 +255,10 @@ def main(argv=None) -> None:
     from reasonlab.plugins import get_plugins
 
     try:
-        get_plugins().pm.hook.register_commands(cli=cli)
+        system = get_plugins()
+        for name, why in system.broken.items():
+            click.secho(f"warning: plugin {name!r} failed to import and is skipped ({why})", fg="yellow", err=True)
+        system.pm.hook.register_commands(cli=cli)
         cli.main(args=argv, prog_name="reasonlab", standalone_mode=False)
     except ReasonlabError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)

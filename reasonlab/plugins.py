@@ -51,9 +51,10 @@ class Entry:
 class Registry:
     """Named things of one kind (e.g. rewards), each remembering its plugin."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, broken: dict[str, str] | None = None):
         self.kind = kind
         self.entries: dict[str, Entry] = {}
+        self.broken = broken or {}  # plugins that failed to import: they may be what a name was meant for
 
     def add(self, name: str, obj: Any, plugin: str, **info) -> None:
         if not isinstance(name, str) or not name:
@@ -79,7 +80,8 @@ class Registry:
 
     def get(self, name: str) -> Any:
         if name not in self.entries:
-            raise PluginError(f"unknown {self.kind[:-1]} {name!r}", hint=self.suggest(name))
+            broken = "".join(f"; plugin {p!r} failed to import ({why})" for p, why in self.broken.items())
+            raise PluginError(f"unknown {self.kind[:-1]} {name!r}", hint=self.suggest(name) + broken)
         return self.entries[name].obj
 
 
@@ -90,6 +92,7 @@ class PluginSystem:
         self.pm = pluggy.PluginManager("reasonlab")
         self.pm.add_hookspecs(hookspecs)
         self.distributions: dict[str, str] = {}  # plugin name -> "dist version"
+        self.broken: dict[str, str] = {}  # entry point -> why it failed to import (reported, then skipped)
         self._registries: dict[str, Registry] | None = None
 
     # -- loading -------------------------------------------------------
@@ -111,11 +114,13 @@ class PluginSystem:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not look like our bug
-                raise PluginError(
-                    f"plugin {ep.name!r} from package {dist!r} failed to import: {type(exc).__name__}: {exc}",
-                    hint=f"reinstall or uninstall {dist!r}, or skip it with {LOAD_PLUGINS_ENV}",
-                ) from exc
+            except Exception as exc:  # a broken third-party plugin must not look like our bug, nor stop --help
+                if builtin:
+                    raise PluginError(f"builtin plugin {ep.name!r} failed to import: {type(exc).__name__}: {exc}",
+                                      hint="reinstall reasonlab (pip install -e .)") from exc
+                self.broken[ep.name] = (f"package {dist!r}: {type(exc).__name__}: {exc}; reinstall or uninstall it, "
+                                        f"or skip it with {LOAD_PLUGINS_ENV}")
+                continue
             version = ep.dist.version if ep.dist else ""
             self.register_plugin(module, name=ep.name, distribution=f"{dist} {version}".strip())
 
@@ -144,7 +149,7 @@ class PluginSystem:
         return self._registries
 
     def _collect(self, kind: str, hook_name: str) -> Registry:
-        registry = Registry(kind)
+        registry = Registry(kind, self.broken)
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             def register(name, obj, _plugin=impl.plugin_name, **info):
                 registry.add(name, obj, _plugin, **info)
@@ -192,3 +197,39 @@ def reset_plugins() -> None:
     """Forget loaded plugins (tests)."""
     global _system
     _system = None
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+
+
+def call_hook(hook, name: str, **kwargs) -> None:
+    """Call every implementation of lifecycle hook ``name`` (``hook`` is ``pm.hook``), in
+    pluggy's order. An exception names the plugin, the hook and where it was raised: it stops
+    the run, which stays resumable."""
+    caller = getattr(hook, name)
+    if not hasattr(caller, "get_hookimpls"):  # a stand-in without pluggy (tests)
+        caller(**kwargs)
+        return
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in its {name} hook: {type(exc).__name__}: {exc}",
+                              where=_raised_at(exc),
+                              hint="lifecycle hooks must not raise; fix or uninstall the plugin, then "
+                                   "`reasonlab resume` the run") from exc
+
+
+def call_tracker(tracker, method: str, *args) -> None:
+    """One tracker call; an exception names the tracker and the method."""
+    try:
+        getattr(tracker, method)(*args)
+    except Exception as exc:
+        raise PluginError(f"tracker {type(tracker).__name__} failed in {method}(): {type(exc).__name__}: {exc}",
+                          where=_raised_at(exc),
+                          hint="fix the tracker's options or turn it off in [tracking], then `reasonlab resume` "
+                               "the run") from exc

@@ -26,9 +26,11 @@ from reasonlab import compile_cache, distributed, memory
 from reasonlab.errors import ReasonlabError
 from reasonlab.files import write_json
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
+from reasonlab.plugins import call_hook
 from reasonlab.progress import RunProgress
 from reasonlab.stage import StageContext
 from reasonlab.tracking import MetricsHub, RunInfo
+from reasonlab.validate import preflight
 
 RUN_FORMAT = 1  # bump when the run-directory layout changes incompatibly
 _SECRET_KEY = re.compile(r"(api_?key|secret|password|authorization|(^|_)token$)", re.IGNORECASE)
@@ -177,6 +179,7 @@ class Runner:
                 if first:
                     compile_cache.begin_stage(first)  # its programs load while the model does
                 memory.release_after_compilations()
+                self._preflight(state)  # a reward that cannot score, or unreadable data, stops here
                 meshes = run_meshes(recipe)  # checked against the devices before the model loads
                 with loading_onto(next(iter(meshes.values())).main if meshes else None):
                     bundle = self._load_model()
@@ -189,6 +192,8 @@ class Runner:
                     if self._finished(state, stage.name):
                         bundle = restore_trainable(bundle, self.dir / "stages" / stage.name / "final")
                         continue  # finished in an earlier session
+                    if _reads_earlier_stage(stage):
+                        preflight(recipe, self.plugins, [stage])  # its rows exist now
                     compile_cache.begin_stage(stage.name)
                     bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info, meshes[stage.name])
                     summary[stage.name] = metrics
@@ -202,7 +207,8 @@ class Runner:
                                f"Checkpoint written; continue with: reasonlab resume {self.dir}")
                 raise
             except BaseException as exc:
-                self._set_state(status="failed", error=f"{type(exc).__name__}: {exc}")
+                # finished stages and checkpoints stay: `reasonlab resume` continues from them
+                self._set_state(status="failed", error=f"{type(exc).__name__}: {exc}", resumable=True)
                 raise
             finally:
                 prefetched = compile_cache.finish_prefetch()
@@ -210,6 +216,12 @@ class Runner:
                     self._set_state(compilation_cache={"prefetched": prefetched})
                 hub.close()
         return summary
+
+    def _preflight(self, state: dict) -> None:
+        """Read every unfinished stage's data and check its rewards before the first stage trains."""
+        todo = [s for s in self.recipe.stages
+                if s.enabled and not self._finished(state, s.name) and not _reads_earlier_stage(s)]
+        preflight(self.recipe, self.plugins, todo)
 
     def _finished(self, state: dict, stage: str) -> bool:
         return (state["stages"].get(stage, {}).get("status") == "done"
@@ -225,7 +237,7 @@ class Runner:
     def _notify(self, hook_name: str, **kwargs) -> None:
         """Call a lifecycle hook once per run: on the primary process only."""
         if self.primary:
-            getattr(self.plugins.pm.hook, hook_name)(**kwargs)
+            call_hook(self.plugins.pm.hook, hook_name, **kwargs)
 
     def _load_model(self):
         spec = self.recipe.model
@@ -268,6 +280,11 @@ class Runner:
         self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)
         self._notify("on_stage_end", run=info, stage=stage, result=result)
         return result.model, result.metrics
+
+
+def _reads_earlier_stage(stage) -> bool:
+    data = getattr(stage.config, "data", None)
+    return isinstance(getattr(data, "source", None), str) and data.source.startswith("stage:")
 
 
 def check_run_dir(run_dir: Path) -> None:

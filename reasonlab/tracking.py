@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from reasonlab.plugins import call_hook, call_tracker
+
 
 @dataclass
 class RunInfo:
@@ -65,7 +67,7 @@ class MetricsHub:
         self.stage = stage
         self.history = {}
         for tracker in self.trackers:
-            tracker.start_stage(stage.name, stage.kind)
+            call_tracker(tracker, "start_stage", stage.name, stage.kind)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         metrics = _clean(metrics)
@@ -77,23 +79,25 @@ class MetricsHub:
         for key, value in metrics.items():
             self.history.setdefault(key, []).append((step, value))
         for tracker in self.trackers:
-            tracker.log(metrics, step)
+            call_tracker(tracker, "log", metrics, step)
         if self.write:
-            self.hook.on_metrics(run=self.run, stage=self.stage, step=step, metrics=metrics)
+            call_hook(self.hook, "on_metrics", run=self.run, stage=self.stage, step=step, metrics=metrics)
         self.progress.update(step, metrics)
 
     def log_table(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
         """A table (e.g. eval samples) for trackers that take tables; the stage keeps its own JSONL copy."""
         for tracker in self.trackers:
             if hasattr(tracker, "log_table"):
-                tracker.log_table(name, columns, rows, int(step))
+                call_tracker(tracker, "log_table", name, columns, rows, int(step))
 
     def end_stage(self, summary: dict[str, float]) -> None:
         self._file.flush()
         for tracker in self.trackers:
-            tracker.end_stage(_clean(summary))
+            call_tracker(tracker, "end_stage", _clean(summary))
 
     def close(self) -> None:
-        for tracker in self.trackers:
-            tracker.close()
-        self._file.close()
+        try:
+            for tracker in self.trackers:
+                call_tracker(tracker, "close")
+        finally:
+            self._file.close()
