@@ -36,6 +36,24 @@ def test_tiny_profile_runs_end_to_end(tiny_runs, name):
     assert set(summary) == set(ran) and "eval" in ran and "eval_base" in ran
 
 
+@pytest.mark.parametrize("name", RECIPES)
+def test_tiny_profile_rewards_never_fail_and_their_signal_varies(tiny_runs, name):
+    """Every reward a recipe relies on scores (no failure, no timeout) and varies within a
+    GRPO group at least once over the run — a dead reward (the G-RaR rubric judge on data
+    without rubrics) fails this."""
+    records = read_metrics(tiny_runs[name])
+    failed = {k: r[k] for r in records for k in r
+              if k.startswith("reward/") and k.endswith(("/failures", "/timeouts")) and r[k]}
+    assert not failed, failed
+    spread = {}
+    for r in records:
+        for k, v in r.items():
+            if k.startswith("reward/") and k.endswith("/group_std") and k != "reward/total/group_std":
+                spread[k] = max(spread.get(k, 0.0), v)
+    assert spread, f"{name}: no GRPO reward was logged"
+    assert max(spread.values()) > 0, spread
+
+
 def test_recipe_wiring(tiny_runs):
     metrics = {name: read_metrics(run_dir) for name, run_dir in tiny_runs.items()}
     assert any("reward/rubric_judge/failures" in r for r in metrics["g_rar"])          # the judge ran (locally)
