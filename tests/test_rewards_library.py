@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
-from reasonlab_plugins.rewards_code import code_tests, run_sandboxed
+from reasonlab_plugins.rewards_code import code_tests
 from reasonlab_plugins.rewards_math import math_equiv
 from reasonlab_plugins.rewards_process import checkpoints
 from reasonlab_plugins.rewards_tfidf import tfidf_relevance
@@ -83,18 +82,3 @@ def test_code_tests_sandbox():
     assert code_tests(None, [good, wrap("def add(:")], mode="syntax") == [1.0, 0.0]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("code,error", [
-    ("while True:\n    pass", "timeout"),
-    ("x = bytearray(10 * 1024 ** 3)", "MemoryError"),
-    ("import socket\nsocket.create_connection(('127.0.0.1', 9))", "PermissionError"),
-    ("import os\nos.system('touch /tmp/escaped')", "PermissionError"),
-    ("open('/tmp/escaped', 'w').write('x')", "PermissionError"),
-    ("open('/etc/hostname').read()", "PermissionError"),
-    ("import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\nx = bytearray(10 * 1024 ** 3)", "PermissionError"),
-])
-def test_sandbox_stops_hostile_code_and_the_learner_is_unaffected(code, error):
-    before = os.getpid()
-    result = run_sandboxed(code, ["assert True"], timeout=2.0)
-    assert result["passed"] == 0 and result["error"] == error
-    assert os.getpid() == before and not os.path.exists("/tmp/escaped")
