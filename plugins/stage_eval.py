@@ -12,7 +12,8 @@ Metrics: ``format_accuracy`` (strict parse), ``partial_format_credit`` (share of
 tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "answer_match",
 scoring 1 for a right answer), ``mean_reasoning_words``, ``mean_completion_chars``,
 ``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
-carry a ``domain``. ``consensus`` and ``passk`` also report ``sampled_<metric>`` over all
+carry a ``domain``. Each accuracy comes with its 95 % Wilson interval
+(``<metric>_ci95_low``/``_high``) and ``n``, the items it is over. ``consensus`` and ``passk`` also report ``sampled_<metric>`` over all
 their samples: the format rate of what the policy samples, which greedy decoding can hide.
 Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
 """
@@ -91,6 +92,14 @@ def score_samples(prompts, completions, rows, answer_fn, answer_column: str) -> 
     return out
 
 
+def interval_of(key: str, rate: float, n: int) -> dict[str, float]:
+    """The 95 % Wilson interval of a rate over n items, as ``<key>_ci95_low``/``_high``."""
+    from reasonlab.stats import wilson
+
+    low, high = wilson(round(rate * n), n)
+    return {f"{key}_ci95_low": low, f"{key}_ci95_high": high}
+
+
 def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
     n = len(samples)
     metrics = {
@@ -100,6 +109,9 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
         f"{prefix}mean_reasoning_words": sum(s["reasoning_words"] for s in samples) / n,
         f"{prefix}mean_completion_chars": sum(len(s["completion"]) for s in samples) / n,
     }
+    for key in ("format_accuracy", "answer_accuracy"):
+        metrics |= interval_of(f"{prefix}{key}", metrics[f"{prefix}{key}"], n)
+    metrics[f"{prefix}n"] = float(n)
     if "truncated" in samples[0]:
         metrics[f"{prefix}truncation_rate"] = sum(s["truncated"] for s in samples) / n
     domains = {s["domain"] for s in samples if s.get("domain")}
@@ -170,7 +182,8 @@ class EvalStage:
         scored = score_samples(prompts, completions, rows, answer_fn, cfg.data.answer_field)
         fixed = sum(1 for g, s in zip(greedy, scored) if not g["correct"] and s["correct"])
         broke = sum(1 for g, s in zip(greedy, scored) if g["correct"] and not s["correct"])
-        return {"consensus_accuracy": sum(s["correct"] for s in scored) / len(scored),
+        accuracy = sum(s["correct"] for s in scored) / len(scored)
+        return {"consensus_accuracy": accuracy, **interval_of("consensus_accuracy", accuracy, len(scored)),
                 "consensus_fixed": float(fixed), "consensus_broke": float(broke)}
 
 

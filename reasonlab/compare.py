@@ -2,7 +2,10 @@
 
 Prints the configuration keys that differ and each stage's final metrics, and writes
 PNG plots with matplotlib: one figure of training curves per stage, and one bar chart
-of the final metrics.
+of the final metrics. Eval stages that scored the same items in every run are also
+compared item by item against the first run (``paired_evals``): the difference in answer
+accuracy with a 95 % bootstrap interval, the items gained and lost, and the exact McNemar
+p-value — "not significant" when p ≥ 0.05.
 """
 
 from __future__ import annotations
@@ -110,3 +113,39 @@ def plot(runs: list[RunRecord], finals: dict[str, list], out: Path) -> list[Path
         plt.close(fig)
         written.append(path)
     return written
+
+
+def greedy_scores(run: RunRecord, stage: str) -> dict[str, float] | None:
+    """prompt -> correct (0/1) of an eval stage's greedy samples, or None if it has none."""
+    folder = run.path / "stages" / stage
+    if not (folder / "samples.jsonl").exists() or not (folder / "eval.json").exists():
+        return None
+    items = int(json.loads((folder / "eval.json").read_text())["metrics"].get("items", 0))
+    lines = (folder / "samples.jsonl").read_text(encoding="utf-8").splitlines()[:items]
+    scores = {}
+    for line in lines:
+        sample = json.loads(line)
+        scores[sample["prompt"]] = float(sample["correct"])
+    return scores
+
+
+def paired_evals(runs: list[RunRecord]) -> list[dict]:
+    """Each eval stage every run has, on identical items: every other run against the first."""
+    from reasonlab.stats import paired_bootstrap
+
+    rows = []
+    stages = sorted(set.intersection(*(set(r.summary) for r in runs))) if runs else []
+    for stage in stages:
+        scores = [greedy_scores(run, stage) for run in runs]
+        if any(s is None for s in scores) or any(set(s) != set(scores[0]) for s in scores) or not scores[0]:
+            continue
+        items = sorted(scores[0])
+        base = [scores[0][p] for p in items]
+        for run, other in zip(runs[1:], scores[1:]):
+            result = paired_bootstrap(base, [other[p] for p in items])
+            rows.append({"stage": stage, "run": run.label, "against": runs[0].label, "n": result.n,
+                         "accuracy_a": result.accuracy_a, "accuracy_b": result.accuracy_b,
+                         "difference": result.difference, "interval": result.interval, "gained": result.gained,
+                         "lost": result.lost, "p_value": result.p_value,
+                         "verdict": "significant" if result.significant else "not significant"})
+    return rows
