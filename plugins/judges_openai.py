@@ -10,9 +10,14 @@ Options (``judge_options`` of a judge reward):
   connection errors, 429 and 5xx — bounded, never endless;
 - ``cache`` (default true): an on-disk SQLite cache keyed by model + messages, in
   ``$REASONLAB_CACHE/judge-cache.sqlite`` (or a path given here);
-- ``temperature`` (0.0), ``max_tokens`` (256).
-A request that still fails returns None; the judge reward turns that into the stage's
-fallback score and a counted failure.
+- ``temperature`` (0.0), ``max_tokens`` (256);
+- ``deadline`` (120 s): the most one ``complete_many`` call (a step's judging) may take,
+  retries included; what has not answered by then returns None;
+- ``key_over_http_to``: a host to which the key may go over plain http. Otherwise the key
+  is sent only over https or to a loopback address, and a key with any other plain-http
+  ``base_url`` is refused when the judge is built.
+A request that still fails returns None; the judge reward turns that into a counted
+failure (the stage's failure policy decides what happens then).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import json
 import os
 import random
 import sqlite3
+import ipaddress
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from reasonlab import hookimpl
 
@@ -73,7 +80,12 @@ class OpenAIJudge:
         cache = options.get("cache", True)
         default = Path(os.environ.get("REASONLAB_CACHE", Path.home() / ".cache" / "reasonlab")) / "judge-cache.sqlite"
         self.cache = JudgeCache(Path(cache) if isinstance(cache, str) else default) if cache else None
-        self.stats = {"requests": 0, "retries": 0, "failures": 0, "cache_hits": 0}
+        self.deadline = float(options.get("deadline", 120.0))
+        self.stats = {"requests": 0, "retries": 0, "failures": 0, "cache_hits": 0, "past_deadline": 0}
+        if os.environ.get(self.api_key_env) and not key_may_go_to(self.base_url, options.get("key_over_http_to")):
+            raise ValueError(f"judge base_url {self.base_url!r} is plain http: the key in ${self.api_key_env} is sent "
+                             "only over https or to a loopback address; name the host in "
+                             "judge_options.key_over_http_to to allow it")
 
     def _key(self, messages: list[dict]) -> str:
         blob = json.dumps({"url": self.base_url, "model": self.model, "t": self.temperature, "m": messages}, sort_keys=True)
@@ -94,7 +106,13 @@ class OpenAIJudge:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, limits=limits,
                                      verify=tls_context()) as client:
-            return await asyncio.gather(*(self._one(client, semaphore, m) for m in conversations))
+            tasks = [asyncio.ensure_future(self._one(client, semaphore, m)) for m in conversations]
+            done, late = await asyncio.wait(tasks, timeout=self.deadline) if tasks else (set(), set())
+            for task in late:
+                task.cancel()
+            self.stats["past_deadline"] += len(late)
+            self.stats["failures"] += len(late)
+            return [task.result() if task in done else None for task in tasks]
 
     async def _one(self, client, semaphore, messages) -> str | None:
         import httpx
@@ -129,6 +147,20 @@ class OpenAIJudge:
                 return reply
         self.stats["failures"] += 1
         return None
+
+
+def key_may_go_to(base_url: str, allowed_http_host: str | None = None) -> bool:
+    """An API key goes over https, to loopback, or to the one plain-http host the recipe names."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost" or (allowed_http_host and host == allowed_http_host):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @hookimpl

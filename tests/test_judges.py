@@ -158,3 +158,37 @@ def test_grpo_with_a_judge_reward_logs_each_reward_and_its_latency(tmp_path):
     assert all(r["reward/criteria_judge/seconds"] >= 0.05 for r in records)
     assert all(r["reward/criteria_judge/failures"] == 0 for r in records)
     assert len(server.requests) == 3 * 2 * 4  # steps x prompts x generations
+
+
+def test_a_step_at_30_percent_faults_finishes_within_its_deadline():
+    rng = random.Random(3)
+    plan = [rng.choice(["500", "timeout"]) if rng.random() < 0.3 else None for _ in range(2000)]
+    with JudgeServer(lambda m: '{"score": 5}', faults=lambda n: plan[n], hang=5.0) as server:
+        judge = OpenAIJudge(options(server, concurrency=8, timeout=1.0, max_retries=3, deadline=2.5))
+        for step in range(3):
+            start = time.perf_counter()
+            replies = judge.complete_many([conversation(100 * step + i) for i in range(16)])
+            assert time.perf_counter() - start < 2.5 + 1.0  # the deadline holds, retries and hangs included
+            assert len(replies) == 16 and sum(r == '{"score": 5}' for r in replies) >= 8
+
+
+@pytest.mark.parametrize("url, allowed, ok", [
+    ("https://api.example.com/v1", None, True),
+    ("http://127.0.0.1:8000/v1", None, True),
+    ("http://localhost:8000/v1", None, True),
+    ("http://[::1]:8000/v1", None, True),
+    ("http://judge.internal:8000/v1", None, False),
+    ("http://judge.internal:8000/v1", "judge.internal", True),
+    ("http://10.0.0.5/v1", None, False),
+])
+def test_the_api_key_goes_only_over_https_or_to_loopback(monkeypatch, url, allowed, ok):
+    from reasonlab_plugins.judges_openai import key_may_go_to
+
+    assert key_may_go_to(url, allowed) is ok
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    opts = {"base_url": url, "cache": False, **({"key_over_http_to": allowed} if allowed else {})}
+    if ok:
+        OpenAIJudge(opts)
+    else:
+        with pytest.raises(ValueError, match="plain http"):
+            OpenAIJudge(opts)
