@@ -24,7 +24,7 @@ from pathlib import Path
 
 from reasonlab import compile_cache, distributed, memory
 from reasonlab.errors import ReasonlabError
-from reasonlab.files import write_json
+from reasonlab.files import RunLock, write_json
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.plugins import call_hook
 from reasonlab.progress import RunProgress
@@ -152,6 +152,15 @@ class Runner:
     # -- running -------------------------------------------------------
     def run(self, time_budget: str | None = None) -> dict:
         """Run (or continue) every stage. Returns the summary; a stop on request leaves the run resumable."""
+        lock = RunLock(self.dir)
+        if self.primary:
+            lock.acquire()  # before any write: a second process on this run stops here
+        try:
+            return self._run_locked(time_budget)
+        finally:
+            lock.release()
+
+    def _run_locked(self, time_budget: str | None) -> dict:
         from reasonlab.mesh import loading_onto, run_meshes
         from reasonlab.modeling import apply_lora, restore_trainable
 
@@ -167,6 +176,9 @@ class Runner:
         trackers = [self.plugins.registry("trackers").get(name)(options, info)
                     for name, options in recipe.tracking.items() if name != "jsonl" and self.primary]
         state = self.read_state()
+        if state.get("status") == "running":  # we hold the lock, so its last writer is gone
+            self._set_state(status="interrupted", resumable=True, reason="process gone")
+            state = self.read_state()
         summary: dict = json.loads((self.dir / "summary.json").read_text()) if (self.dir / "summary.json").exists() else {}
         with RunProgress(self.show_progress) as progress:
             hub = MetricsHub(info, trackers, hook, progress, write=self.primary)
