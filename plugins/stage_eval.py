@@ -13,8 +13,9 @@ tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "ans
 scoring 1 for a right answer), ``mean_reasoning_words``, ``mean_completion_chars``,
 ``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
 carry a ``domain``. Each accuracy comes with its 95 % Wilson interval
-(``<metric>_ci95_low``/``_high``) and ``n``, the items it is over. ``consensus`` and ``passk`` also report ``sampled_<metric>`` over all
-their samples: the format rate of what the policy samples, which greedy decoding can hide.
+(``<metric>_ci95_low``/``_high``) and ``n``, the items it is over. ``consensus`` and
+``passk`` also report ``sampled_<metric>`` over all their samples: the format rate of what
+the policy samples, which greedy decoding can hide.
 Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
 """
 
