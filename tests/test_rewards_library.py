@@ -82,3 +82,19 @@ def test_code_tests_sandbox():
     assert code_tests(None, [good, wrap("def add(:")], mode="syntax") == [1.0, 0.0]
 
 
+
+
+@pytest.mark.slow
+def test_a_timed_out_math_answer_does_not_delay_the_next_one():
+    import time
+
+    from reasonlab_plugins.rewards_math import math_equiv
+
+    math_equiv(["q"], ["<answer>1</answer>"], answer=["1"])  # the worker and its spare are up
+    time.sleep(3)  # the spare has finished importing
+    hostile = "<answer>\\binom{10^8}{5 \\cdot 10^7}</answer>"
+    start = time.perf_counter()
+    scores = math_equiv(["q"] * 4, [hostile] * 3 + ["<answer>0.5</answer>"], timeout=1.0, answer=["1/2"] * 4)
+    elapsed = time.perf_counter() - start
+    assert scores == [0.0, 0.0, 0.0, 1.0]
+    assert elapsed < 3 * 1.0 + 4.0, elapsed  # three limits, plus at most a spare's import between them
