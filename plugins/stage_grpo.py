@@ -3,8 +3,13 @@
 Recipe keys (besides ``TrainingStageConfig``): ``num_generations`` (G), ``beta`` (KL
 to the reference), ``epsilon`` (clip), ``temperature``/``top_k``/``top_p`` (rollout
 sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
-``reasonlab.rewards.CompositeReward``), ``reward_fallback``/``fail_fast`` (what a
-failing reward gives), ``max_grad_norm``. ``batch_size`` counts prompts per step.
+``reasonlab.rewards.CompositeReward``), ``reward_failures`` ("stop": a reward failing on
+a whole step, or on more than ``reward_max_failure_rate`` of the completions over
+``reward_failure_window`` steps, stops the run; "fallback": failed scores become
+``reward_fallback``), ``fail_fast`` (stop at the first failure), ``max_grad_norm``,
+``kl_estimator`` (the per-token KL of the penalty: "k3", Schulman's ``exp(r) - r - 1``,
+default; "k1" ``log p - log ref``, Tunix 0.1.7's default; "k2" ``(log p - log ref)^2 / 2``).
+``batch_size`` counts prompts per step.
 
 ``reference`` picks the KL anchor: "initial" (default) is a frozen copy of the policy as
 the stage starts — after an SFT stage, the SFT model, as in the published recipes;
@@ -39,7 +44,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from reasonlab import hookimpl
 from reasonlab.data import apply_length_budget, render_prompt, require_columns
 from reasonlab.errors import DataError
-from reasonlab.rewards import CompositeReward
+from reasonlab.rewards import CompositeReward, summary_table
 from reasonlab.schema import RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
 
@@ -49,6 +54,7 @@ class GRPOConfig(TrainingStageConfig):
     learning_rate: PositiveFloat = 1e-5
     num_generations: int = Field(4, ge=2)
     beta: float = Field(0.04, ge=0.0)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # k1 pulls on the policy where it equals the reference: docs/results.md
     epsilon: PositiveFloat = 0.2
     temperature: PositiveFloat = 0.7
     top_k: PositiveInt | None = 50
@@ -56,6 +62,9 @@ class GRPOConfig(TrainingStageConfig):
     max_grad_norm: PositiveFloat | None = 0.1
     rewards: list[RewardSpec] = Field(min_length=1)
     reward_fallback: float = 0.0
+    reward_failures: Literal["stop", "fallback"] = "stop"
+    reward_max_failure_rate: float = Field(0.5, ge=0.0, le=1.0)
+    reward_failure_window: PositiveInt = 10
     fail_fast: bool = False
     reference: Literal["initial", "base"] = "initial"
     rollout_engine: Literal["vanilla", "vllm", "sglang_jax"] = "vanilla"
@@ -90,6 +99,9 @@ def training_batches(records, cfg, seed: int, should_stop=lambda: False):
             return
         yield batch
 
+
+# Schulman's estimators of KL(policy || reference) per sampled token, by Tunix's names
+KL_LOSS_MODES = {"k1": "kl", "k2": "mse_kl", "k3": "low_var_kl"}
 
 ENGINE_PACKAGES = {"vllm": ("vllm", "pip install vllm (a GPU or TPU build)"),
                    "sglang_jax": ("sgl_jax", "pip install sglang-jax")}
@@ -341,12 +353,17 @@ class GRPOStage:
                                            cluster_config=cluster_config)
         # rewards are computed for the step the cluster is about to train (also right after a resume)
         reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
-                                 fail_fast=cfg.fail_fast,
+                                 fail_fast=cfg.fail_fast, failures=cfg.reward_failures,
+                                 max_failure_rate=cfg.reward_max_failure_rate,
+                                 failure_window=cfg.reward_failure_window, group_size=cfg.num_generations,
+                                 errors_path=ctx.dir / "reward_errors.jsonl", warn=ctx.progress.print,
+                                 where=f"stages.{ctx.name}.rewards",
                                  on_metrics=lambda metrics: ctx.log(metrics, cluster.global_steps + 1))
         learner = learner_class()(
             rl_cluster=cluster,
             algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=1,
-                                                beta=cfg.beta, epsilon=cfg.epsilon),
+                                                beta=cfg.beta, epsilon=cfg.epsilon,
+                                                kl_loss_mode=KL_LOSS_MODES[cfg.kl_estimator]),
             reward_fns=[reward],
         )
         try:
@@ -354,6 +371,7 @@ class GRPOStage:
                 learner.train(training_batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
         finally:
             reward.close()
+            ctx.progress.print(summary_table(reward.summary(), f"rewards of stage {ctx.name!r}"))
         ctx.stop_if_requested(cluster.actor_trainer.train_steps, cfg.steps)
         bundle.model = cluster.actor_trainer.model
         return StageResult(bundle, {"steps": float(cluster.actor_trainer.train_steps)})

@@ -7,6 +7,8 @@ from itertools import combinations
 
 import pytest
 
+from reasonlab.stats import wilson
+
 from reasonlab_plugins.rewards_answer import answer_match
 from reasonlab_plugins.stage_eval import EvalConfig, EvalStage, majority, pass_at_k, score_samples, summarize
 
@@ -66,7 +68,9 @@ def test_consensus_fixed_and_broke_counts():
     draws = [draw(["1", "2", "4"]), draw(["1", "2", "4"]), draw(["5", "9", "3"])]
     cfg = EvalConfig(data={"source": "arithmetic"}, protocol="consensus")
     metrics = EvalStage._consensus(greedy, draws, rows, prompts, answer_match, cfg)
-    assert metrics == {"consensus_accuracy": 2 / 3, "consensus_fixed": 1.0, "consensus_broke": 1.0}
+    low, high = wilson(2, 3)
+    assert metrics == {"consensus_accuracy": 2 / 3, "consensus_fixed": 1.0, "consensus_broke": 1.0,
+                       "consensus_accuracy_ci95_low": low, "consensus_accuracy_ci95_high": high}
 
 
 @pytest.mark.slow
