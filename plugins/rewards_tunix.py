@@ -1,13 +1,20 @@
-"""The reward functions of Tunix's GSM8K GRPO example, as that example scores them.
+"""The reward functions of Tunix's GSM8K GRPO example, exactly as that example scores them
+(../shared/RECIPES.md §7). ``FORMAT`` is the example's regex,
+``^[\\s]{0,}<reasoning>.+?</reasoning>.*?<answer>(.+?)</answer>[\\s]{0,}$`` with MULTILINE and
+DOTALL, so text before the first tag or after the last one fails it.
 
-- ``match_format_exactly``: 3.0 when the completion contains the full
-  reasoning-then-answer structure;
-- ``match_format_approximately``: +0.5 for each of the four tags seen exactly once,
-  -0.5 for each seen zero or several times;
-- ``check_answer``: 3.0 exact, 1.5 equal after stripping whitespace, 0.5 when the
-  numeric ratio is within [0.9, 1.1], 0.25 within [0.8, 1.2], else -1.0; 0 when no
-  answer can be extracted (as the example does);
-- ``check_numbers``: 1.5 when the first number in ``<answer>`` equals the gold number.
+- ``match_format_exactly``: 3.0 when FORMAT matches, else 0;
+- ``match_format_approximately``: five terms of ±0.5 — ``<reasoning>`` once, the completion
+  starting with ``<reasoning>``, ``</reasoning>`` once, ``<answer>`` once, ``</answer>`` once
+  (−2.5 … +2.5);
+- ``check_answer``: no FORMAT match → 0; the guess equal to the gold text → 3.0; equal after
+  ``strip()`` → 1.5; else ``r = float(guess) / float(gold)``: 0.9 ≤ r ≤ 1.1 → 0.5,
+  0.8 ≤ r ≤ 1.2 → 0.25, else −1.0; anything that raises (text, ``$18``, gold 0) → −0.5;
+- ``check_numbers``: the first ``<answer>.*?([\\d\\.]{1,})`` match; none → 0;
+  ``float(guess) == float(gold)`` → 1.5, else 0; a conversion error (``1.5.``) → 0.
+
+Ours, off by default: ``lenient = true`` on ``check_answer`` and ``check_numbers`` reads
+numbers with reasonlab's parser (``$1,234.50`` → 1234.5, ``3/4`` → 0.75) instead of ``float``.
 """
 
 from __future__ import annotations
@@ -17,22 +24,35 @@ import re
 from reasonlab import hookimpl
 from reasonlab.format import gold_answer, parse_number
 
-_FULL = re.compile(r"<reasoning>.+?</reasoning>.*?<answer>(.+?)</answer>", re.DOTALL)
-_TAGS = ("<reasoning>", "</reasoning>", "<answer>", "</answer>")
+FORMAT = re.compile(r"^[\s]{0,}<reasoning>.+?</reasoning>.*?<answer>(.+?)</answer>[\s]{0,}$", re.MULTILINE | re.DOTALL)
+NUMBER = re.compile(r"<answer>.*?([\d\.]{1,})", re.DOTALL)
 
 
 def match_format_exactly(prompts, completions, **_):
-    return [3.0 if _FULL.search(c) else 0.0 for c in completions]
+    return [3.0 if FORMAT.search(c) else 0.0 for c in completions]
 
 
 def match_format_approximately(prompts, completions, **_):
-    return [sum(0.5 if c.count(tag) == 1 else -0.5 for tag in _TAGS) for c in completions]
+    def term(ok: bool) -> float:
+        return 0.5 if ok else -0.5
+
+    return [term(c.count("<reasoning>") == 1) + term(c.find("<reasoning>") == 0) + term(c.count("</reasoning>") == 1)
+            + term(c.count("<answer>") == 1) + term(c.count("</answer>") == 1) for c in completions]
 
 
-def check_answer(prompts, completions, answer_column: str = "answer", **columns):
+def _number(text: str, lenient: bool) -> float:
+    if not lenient:
+        return float(text)
+    value = parse_number(text)
+    if value is None:
+        raise ValueError(f"no number in {text!r}")
+    return value
+
+
+def check_answer(prompts, completions, answer_column: str = "answer", lenient: bool = False, **columns):
     scores = []
     for text, gold in zip(completions, columns[answer_column]):
-        match = _FULL.search(text)
+        match = FORMAT.search(text)
         if not match:
             scores.append(0.0)
             continue
@@ -42,22 +62,25 @@ def check_answer(prompts, completions, answer_column: str = "answer", **columns)
         elif guess.strip() == gold.strip():
             scores.append(1.5)
         else:
-            ratio = _ratio(guess, gold)
-            scores.append(0.5 if ratio and 0.9 <= ratio <= 1.1 else 0.25 if ratio and 0.8 <= ratio <= 1.2 else -1.0)
+            try:
+                ratio = _number(guess, lenient) / _number(gold, lenient)
+                scores.append(0.5 if 0.9 <= ratio <= 1.1 else 0.25 if 0.8 <= ratio <= 1.2 else -1.0)
+            except (ValueError, ZeroDivisionError):
+                scores.append(-0.5)
     return scores
 
 
-def _ratio(guess: str, gold: str) -> float | None:
-    g, t = parse_number(guess), parse_number(gold)
-    return None if g is None or not t else g / t
-
-
-def check_numbers(prompts, completions, answer_column: str = "answer", **columns):
+def check_numbers(prompts, completions, answer_column: str = "answer", lenient: bool = False, **columns):
     scores = []
     for text, gold in zip(completions, columns[answer_column]):
-        match = re.search(r"<answer>.*?([\d.]{1,})", text, re.DOTALL)
-        guess = parse_number(match.group(1)) if match else None
-        scores.append(1.5 if guess is not None and guess == parse_number(gold_answer(gold)) else 0.0)
+        match = NUMBER.search(text)
+        if not match:
+            scores.append(0.0)
+            continue
+        try:
+            scores.append(1.5 if _number(match.group(1), lenient) == _number(gold_answer(gold), lenient) else 0.0)
+        except ValueError:
+            scores.append(0.0)
     return scores
 
 

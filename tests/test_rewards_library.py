@@ -11,8 +11,6 @@ from reasonlab_plugins.rewards_code import code_tests
 from reasonlab_plugins.rewards_math import math_equiv
 from reasonlab_plugins.rewards_process import checkpoints
 from reasonlab_plugins.rewards_tfidf import tfidf_relevance
-from reasonlab_plugins.rewards_think2b import think_2b
-from reasonlab_plugins.rewards_tunix import check_answer, check_numbers, match_format_approximately, match_format_exactly
 
 
 def wrap(answer, reasoning="work"):
@@ -20,23 +18,6 @@ def wrap(answer, reasoning="work"):
 
 
 HUGE = wrap("7", "step " * 50000)
-
-
-def test_tunix_example_rewards():
-    completions = [wrap("7"), wrap(" 7 "), wrap("7.5"), wrap("8.2"), wrap("20"), "7", "", HUGE]
-    gold = ["7"] * len(completions)
-    assert match_format_exactly(None, completions) == [3, 3, 3, 3, 3, 0, 0, 3]
-    assert match_format_approximately(None, completions) == [2, 2, 2, 2, 2, -2, -2, 2]
-    assert check_answer(None, completions, answer=gold) == [3, 1.5, 0.5, 0.25, -1, 0, 0, 3]
-    assert check_numbers(None, completions, answer=gold) == [1.5, 1.5, 0, 0, 0, 0, 0, 1.5]
-    assert match_format_approximately(None, [wrap("1") + "<answer>2</answer>"]) == [0.5 * 2 - 0.5 * 2]
-
-
-def test_think_2b_as_coded():
-    gold = ["10"] * 6
-    completions = [wrap("10", "First, 4 + 6 = 10"), wrap("10.5", "4+6"), wrap("13"), wrap("none"),
-                   "<answer>10</answer>", ""]
-    assert think_2b(None, completions, answer=gold) == [2 + 25 + 2 + 1, 2 + 5 + 2, 2 - 15, 2 - 5, -10, -10]
 
 
 @pytest.mark.slow
