@@ -92,3 +92,27 @@ def test_think_2b_consistency(completion, expected):
 def test_think_2b_comprehension(prompt, reasoning, expected):
     assert think_2b_comprehension([prompt], [think(reasoning, "1")]) == [expected]
     assert think_2b_comprehension([prompt], ["<answer>1</answer>"]) == [0.0]
+
+
+# seed 000's process reward: 0.2 per checkpoint found verbatim inside a closed <reasoning>, uncapped
+@pytest.mark.parametrize("completion, expected", [
+    ("<reasoning>4 * 2 = 8, 3 * 3 = 9, 8 + 9 = 17</reasoning><answer>17</answer>", 0.6),
+    ("<reasoning>4*2=8 and 3 * 3 = 9</reasoning><answer>17</answer>", 0.2),  # spacing differs: not verbatim
+    ("<reasoning>4 * 2 = 8 3 * 3 = 9 8 + 9 = 17 20 - 17 x 4 * 2 = 8</reasoning>", 0.8),  # each found once
+    ("<reasoning>4 * 2 = 8, 3 * 3 = 9", 0.0),  # no closed block
+    ("4 * 2 = 8 <answer>8</answer>", 0.0),
+])
+def test_checkpoints_as_seed_000_prints_it(completion, expected):
+    from reasonlab_plugins.rewards_process import checkpoints
+
+    marks = [["4 * 2 = 8", "3 * 3 = 9", "8 + 9 = 17", "20 - 17"]]
+    assert checkpoints(None, [completion], checkpoints=marks) == [pytest.approx(expected)]
+
+
+def test_checkpoints_is_uncapped_by_default():
+    from reasonlab_plugins.rewards_process import checkpoints
+
+    marks = [[f"{i} + 1 = {i + 1}" for i in range(8)]]
+    body = "<reasoning>" + ", ".join(marks[0]) + "</reasoning>"
+    assert checkpoints(None, [body], checkpoints=marks) == [pytest.approx(1.6)]
+    assert checkpoints(None, [body], checkpoints=marks, cap=1.0) == [1.0]

@@ -38,9 +38,9 @@ def test_checkpoints_process_reward():
         "4 * 2 = 8 3 * 3 = 9 <answer>3</answer>",               # outside <reasoning>: none
         "", HUGE,
     ]
-    scores = checkpoints(None, completions, checkpoints=[json.dumps(marks)] * 5)
+    scores = checkpoints(None, completions, checkpoints=[json.dumps(marks)] * 5, normalise=True)  # ours
     assert scores == [pytest.approx(0.8), pytest.approx(0.2), 0, 0, 0]
-    assert checkpoints(None, [completions[0]], checkpoints=[marks], cap=0.5) == [0.5]
+    assert checkpoints(None, [completions[0]], checkpoints=[marks], cap=0.5, normalise=True) == [0.5]
 
 
 def test_tfidf_relevance_prefers_on_topic_concise_reasoning():
