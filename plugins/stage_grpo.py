@@ -85,19 +85,23 @@ def prompt_records(rows, cfg, tokenizer):
 
 
 def training_batches(records, cfg, seed: int, should_stop=lambda: False):
-    """``steps`` batches in a seed-determined order; ends early when ``should_stop()``."""
+    """``steps`` batches in a seed-determined order, drawn lazily (a huge ``steps`` allocates
+    nothing up front); ends early when ``should_stop()``."""
     import grain
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    order: list[int] = []
-    while len(order) < cfg.steps * cfg.batch_size:  # as_is keeps a curriculum's easy-to-hard order
-        order += rng.permutation(len(records)).tolist() if cfg.data.order == "shuffle" else list(range(len(records)))
-    chosen = [records[i] for i in order[: cfg.steps * cfg.batch_size]]
-    for batch in grain.MapDataset.source(chosen).batch(cfg.batch_size):
+
+    def indices():
+        while True:  # as_is keeps a curriculum's easy-to-hard order
+            yield from rng.permutation(len(records)).tolist() if cfg.data.order == "shuffle" else range(len(records))
+
+    order = indices()
+    for _ in range(cfg.steps):
         if should_stop():
             return
-        yield batch
+        chosen = [records[next(order)] for _ in range(cfg.batch_size)]
+        yield from grain.MapDataset.source(chosen).batch(cfg.batch_size)
 
 
 # Schulman's estimators of KL(policy || reference) per sampled token, by Tunix's names

@@ -188,8 +188,10 @@ def show(ctx, recipe, overrides, profile):
     """Print RECIPE resolved (profile and overrides applied) as TOML."""
     import tomli_w
 
+    from reasonlab.redaction import redact
+
     loaded = _load(ctx, recipe, profile, overrides)
-    click.echo(tomli_w.dumps(loaded.resolved), nl=False)
+    click.echo(tomli_w.dumps(redact(loaded.resolved)), nl=False)
 
 
 @cli.command()

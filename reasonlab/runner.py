@@ -14,7 +14,6 @@ Run directory (``runs/<recipe>/<timestamp>/``)::
 from __future__ import annotations
 
 import json
-import re
 import platform
 import sys
 import time
@@ -27,46 +26,15 @@ from reasonlab.errors import ReasonlabError
 from reasonlab.files import RunLock, write_json
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.plugins import call_hook
+from reasonlab.redaction import REDACTED, redact, secret_values
 from reasonlab.progress import RunProgress
 from reasonlab.stage import StageContext
 from reasonlab.tracking import MetricsHub, RunInfo
 from reasonlab.validate import preflight
 
 RUN_FORMAT = 1  # bump when the run-directory layout changes incompatibly
-_SECRET_KEY = re.compile(r"(api_?key|secret|password|authorization|(^|_)token$)", re.IGNORECASE)
-REDACTED = "***redacted***"
-
 RECORDED_PACKAGES = ("reasonlab", "google-tunix", "jax", "jaxlib", "flax", "qwix", "optax", "orbax-checkpoint",
                      "grain", "wandb", "datasets", "pluggy")
-
-
-def redact(value):
-    """Replace the values of secret-looking keys (api_key, token, ...) in nested data and k=v strings."""
-    if isinstance(value, dict):
-        return {k: REDACTED if _SECRET_KEY.search(str(k)) and not str(k).endswith("_env") else redact(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str) and "=" in value:
-        key, _, _ = value.partition("=")
-        if _SECRET_KEY.search(key) and not key.endswith("_env"):
-            return f"{key}={REDACTED}"
-    return value
-
-
-def secret_values(value) -> set[str]:
-    """The values stored under secret-looking keys, to scrub from anything else we record."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if _SECRET_KEY.search(str(k)) and not str(k).endswith("_env") and isinstance(v, str) and v:
-                found.add(v)
-            else:
-                found |= secret_values(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= secret_values(v)
-    return found
 
 
 def environment(secrets: set[str] = frozenset()) -> dict:

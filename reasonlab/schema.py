@@ -28,7 +28,8 @@ class PluginRef:
 class Strict(BaseModel):
     """Base for recipe sections: unknown keys are errors, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a bool is not a number and "no" is not a bool; NaN and inf are never a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class RecipeInfo(Strict):
@@ -120,7 +121,7 @@ class MeshSpec(DeviceSlice):
 class StageSpec(BaseModel):
     """``[[stages]]`` before its kind's options are validated by the stage plugin."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     name: str = Field(pattern=NAME_PATTERN)
     kind: Annotated[str, PluginRef("stages")]
     enabled: bool = True  # a profile can switch a stage off (e.g. a teacher stage on a machine without the teacher)

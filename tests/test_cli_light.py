@@ -47,3 +47,14 @@ def test_validate_every_shipped_recipe():
     assert result.stderr.count("✗") == 1 and "g_rar.toml\n" in result.stderr and "'rubric'" in result.stderr
     assert result.returncode == 2
     assert result.stdout.count("✓") >= 2 * len(recipes)
+
+
+def test_show_redacts_secrets_like_the_run_directory():
+    options = ('{ judge = "openai", judge_options = { api_key = "sk-live-1", auth_token = "tok-2", passwd = "hunter2", '
+               'client_secret = "s3", api_key_env = "MY_KEY", base_url = "https://user:pa55@judge.example/v1" } }')
+    result = reasonlab("show", QUICKSTART, f'stages.grpo.rewards=[{{ name = "criteria_judge", options = {options} }}]')
+    assert result.returncode == 0, result.stderr
+    for secret in ("sk-live-1", "tok-2", "hunter2", '"s3"', "pa55"):
+        assert secret not in result.stdout, secret
+    assert 'api_key_env = "MY_KEY"' in result.stdout
+    assert "https://user:***redacted***@judge.example/v1" in result.stdout
