@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from reasonlab import xla_defaults
+
+# Property tests draw the same examples on every run and machine (CI must not find a new
+# example by chance); widen the search by hand with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("reasonlab", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reasonlab"))
 
 xla_defaults.apply()  # in-process tests compile as the CLI does (before any test imports JAX)
 
