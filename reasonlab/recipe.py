@@ -60,15 +60,42 @@ class Recipe:
 
 
 # -- reading -------------------------------------------------------------
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of settings; more is a mistake (or /dev/zero)
+MAX_DEPTH = 32  # tables and arrays inside each other
+
+
 def read_toml(path: Path) -> dict:
     if not path.exists():
         raise RecipeError("recipe file not found", where=str(path), hint="check the path; recipes live in recipes/")
+    if not path.is_file():  # a FIFO would block the read forever, a device never end
+        raise RecipeError("not a regular file", where=str(path), hint="give the path of a .toml file")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path.stat().st_size} bytes: larger than a recipe can be ({MAX_RECIPE_BYTES})",
+                          where=str(path))
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return _within_depth(_loads(path.read_text(encoding="utf-8")), str(path))
     except UnicodeDecodeError as exc:
         raise RecipeError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"invalid TOML: {exc}", where=str(path)) from exc
+    except OSError as exc:
+        raise RecipeError(f"cannot read: {exc.strerror}", where=str(path)) from exc
+
+
+def _loads(text: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError(f"nested more than Python can parse (keep it under {MAX_DEPTH} levels)") from None
+
+
+def _within_depth(value, where: str, depth: int = 0):
+    if depth > MAX_DEPTH:
+        raise RecipeError(f"tables or arrays nested more than {MAX_DEPTH} deep", where=where)
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        _within_depth(child, where, depth + 1)
+    return value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -78,7 +105,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise RecipeError(f"override {text!r} is not key=value", hint="e.g. stages.sft.steps=10")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = _within_depth(_loads(f"v = {raw}"), f"override {key}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return key, value

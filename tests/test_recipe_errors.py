@@ -111,3 +111,24 @@ def test_overrides_and_profiles_resolve(tmp_path, capsys):
     assert code == 0
     resolved = tomllib.loads(output)
     assert resolved["stages"][0]["steps"] == 1 and resolved["stages"][1]["beta"] == 0.1 and resolved["recipe"]["seed"] == 7
+
+
+@pytest.mark.parametrize("make", ["fifo", "device", "deep", "huge"])
+def test_special_files_and_absurd_recipes_are_clear_errors(tmp_path, make):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.toml"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "device":
+        path = "/dev/zero"
+    elif make == "deep":
+        path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    else:
+        path.write_text("# " + "x" * (2 << 20) + "\n")
+    result = subprocess.run([sys.executable, "-m", "reasonlab", "validate", str(path)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(path) in result.stderr
