@@ -35,8 +35,10 @@ ATTACKS = {
     "own environment": f"import os\nPWNED = {SECRET!r} in str(os.environ)",
     "subprocess /bin/sh": "import subprocess\nPWNED = subprocess.run(['/bin/sh','-c','cat /etc/shadow'],"
                           "capture_output=True).returncode == 0",
-    "fork_exec": "import _posixsubprocess, os\nr, w = os.pipe()\n"
-                 "PWNED = os.path.exists('/etc/shadow')",
+    "a shell reading /etc/shadow": "import os\nos.system('cat /etc/shadow > /tmp/x')\n"
+                                   "PWNED = len(open('/tmp/x').read()) > 0",
+    "a shell reaching the run directory": f"import os\nos.system('ls {os.getcwd()} > /tmp/x')\n"
+                                          "PWNED = len(open('/tmp/x').read()) > 0",
     "plant a .pth": "import site, os\np = site.getsitepackages()[0]\nopen(os.path.join(p, 'x.pth'), 'w')"
                     ".write('import os')\nPWNED = True",
     "hard link to /etc/shadow": "import os\nos.link('/etc/shadow', '/tmp/s')\nPWNED = True",
