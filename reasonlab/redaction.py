@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 REDACTED = "***redacted***"
-# *_key, *token*, *secret*, password/passwd, authorization, credentials ("*_env" names a variable, not a value)
-_SECRET_KEY = re.compile(r"((^|_)key$|api_?key|token|secret|passw(or)?d|authori[sz]ation|credential)", re.IGNORECASE)
+# *_key, token / *_token / token_*, *secret*, password/passwd, authorization, credentials. "*_env" names a
+# variable, not a value, and plural "tokens" is a count (max_completion_tokens), never a secret.
+_SECRET_KEY = re.compile(r"((^|_)key$|api_?key|(^|_)token($|_)|secret|passw(or)?d|authori[sz]ation|credential)",
+                         re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<password>[^/@\s]+)@",
                               re.IGNORECASE)
 

@@ -35,6 +35,23 @@ def _fresh_plugins(monkeypatch):
     reset_plugins()
 
 
+def tiny_recipe(name: str, stages: str, seed: int = 1) -> str:
+    """A recipe on the tiny random model (full fine-tuning) with these ``[[stages]]`` tables."""
+    return f'[recipe]\nname = "{name}"\nseed = {seed}\n\n[model]\npreset = "tiny"\nlora = false\n\n{stages.strip()}\n'
+
+
+TINY_SFT = """
+[[stages]]
+name = "sft"
+kind = "sft"
+data = { source = "arithmetic", options = { n = 16 } }
+steps = 2
+batch_size = 4
+max_prompt_tokens = 96
+max_completion_tokens = 64
+"""
+
+
 def reasonlab(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the installed CLI in a subprocess (as a user would)."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -58,3 +58,14 @@ def test_show_redacts_secrets_like_the_run_directory():
         assert secret not in result.stdout, secret
     assert 'api_key_env = "MY_KEY"' in result.stdout
     assert "https://user:***redacted***@judge.example/v1" in result.stdout
+
+
+def test_redaction_spares_settings_that_only_look_like_secrets():
+    from reasonlab.redaction import redact
+
+    settings = {"max_prompt_tokens": 96, "max_completion_tokens": 64, "max_tokens": 8, "tokens_per_step": 3,
+                "api_key_env": "MY_KEY", "keys": ["a"]}
+    assert redact(settings) == settings
+    secrets = {"token": "t", "hf_token": "t", "token_value": "t", "api_key": "k", "openai_key": "k",
+               "client_secret": "s", "password": "p", "passwd": "p", "Authorization": "a", "credentials": "c"}
+    assert set(redact(secrets).values()) == {"***redacted***"}

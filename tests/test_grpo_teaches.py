@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import read_metrics, reasonlab, run_dir_of
+from conftest import read_metrics, reasonlab, run_dir_of, tiny_recipe
 from flax import nnx
 from test_logprobs import EOS, PAD, batch, gemma, train_example, tunix_logps
 
@@ -70,15 +70,7 @@ def register_rewards(register):
     register("prefers_sevens", prefers_sevens)
 '''
 
-RECIPE = '''
-[recipe]
-name = "scripted"
-seed = 5
-
-[model]
-preset = "tiny"
-lora = false
-
+RECIPE = tiny_recipe("scripted", '''
 [[stages]]
 name = "grpo"
 kind = "grpo"
@@ -97,7 +89,7 @@ max_grad_norm = 1.0
 max_prompt_tokens = 96
 max_completion_tokens = 12
 rewards = [{{ name = "prefers_sevens" }}]
-'''
+''', seed=5)
 
 
 @pytest.mark.slow

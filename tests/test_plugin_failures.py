@@ -8,26 +8,9 @@ import json
 import textwrap
 
 import pytest
-from conftest import reasonlab, run_dir_of
+from conftest import TINY_SFT, reasonlab, run_dir_of, tiny_recipe
 
-SFT_ONLY = '''
-[recipe]
-name = "failing"
-seed = 1
-
-[model]
-preset = "tiny"
-lora = false
-
-[[stages]]
-name = "sft"
-kind = "sft"
-data = { source = "arithmetic", options = { n = 16 } }
-steps = 2
-batch_size = 4
-max_prompt_tokens = 96
-max_completion_tokens = 64
-'''
+SFT_ONLY = tiny_recipe("failing", TINY_SFT)
 
 
 def broken_package(root):

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import REPO, read_metrics, reasonlab, run_dir_of
+from conftest import REPO, read_metrics, reasonlab, run_dir_of, tiny_recipe
 
 from reasonlab.plugins import get_plugins
 from reasonlab.rewards import CompositeReward, RewardError, contract_of
@@ -39,15 +39,7 @@ def test_options_come_from_the_signature_and_columns_from_the_registration():
     assert contract_of(lambda prompts, completions, **kw: [], {}).options is None  # only **kwargs: unknown
 
 
-TINY_GRPO = '''
-[recipe]
-name = "contract"
-seed = 1
-
-[model]
-preset = "tiny"
-lora = false
-
+TINY_GRPO = tiny_recipe("contract", '''
 [[stages]]
 name = "grpo"
 kind = "grpo"
@@ -60,7 +52,7 @@ max_prompt_tokens = 96
 max_completion_tokens = 8
 rewards = [{rewards}]
 {extra}
-'''
+''')
 
 
 def write_recipe(tmp_path, rewards, steps=2, extra=""):

@@ -5,30 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import reasonlab, run_dir_of
+from conftest import TINY_SFT, reasonlab, run_dir_of, tiny_recipe
 
 from reasonlab.files import RunLock
 
 pytestmark = pytest.mark.slow
 
-RECIPE = '''
-[recipe]
-name = "locked"
-seed = 1
-
-[model]
-preset = "tiny"
-lora = false
-
-[[stages]]
-name = "sft"
-kind = "sft"
-data = { source = "arithmetic", options = { n = 16 } }
-steps = 2
-batch_size = 4
-max_prompt_tokens = 96
-max_completion_tokens = 64
-'''
+RECIPE = tiny_recipe("locked", TINY_SFT)
 
 
 @pytest.fixture(scope="module")
