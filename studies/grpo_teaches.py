@@ -35,6 +35,7 @@ VARIANTS = {
     "lr0": ["grpo.learning_rate=1e-12"],  # everything but the update: rollouts, sharing, saving, restoring
     "plain_tunix": [],
     "plain_tunix_k3": [],
+    "plain_tunix_beta0": [],
 }
 
 
@@ -49,7 +50,7 @@ def evaluate(target: Path, out: Path, items: int) -> list[dict]:
 def train(sft_run: Path, name: str, dest: Path) -> float:
     start = time.perf_counter()
     if name.startswith("plain_tunix"):
-        extra = ["--kl", "k3"] if name.endswith("k3") else ["--kl", "k1"]
+        extra = {"plain_tunix": ["--kl", "k1"], "plain_tunix_k3": ["--kl", "k3"], "plain_tunix_beta0": ["--beta", "0"]}[name]
         subprocess.run([sys.executable, str(HERE / "plain_tunix_grpo.py"), str(sft_run), str(dest), *extra], check=True)
     else:
         branch(sft_run, dest, ["grpo"], VARIANTS[name])

@@ -41,6 +41,7 @@ def main(argv=None) -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--stage", default="grpo")
     parser.add_argument("--kl", choices=sorted(KL_LOSS_MODES), help="KL estimator (default: the recipe's)")
+    parser.add_argument("--beta", type=float, help="KL weight (default: the recipe's)")
     args = parser.parse_args(argv)
 
     from reasonlab import xla_defaults
@@ -64,7 +65,9 @@ def main(argv=None) -> None:
     source = load_recipe(args.run / "recipe.toml", plugins=plugins)
     index, spec = next((i, s) for i, s in enumerate(source.stages) if s.name == args.stage)
     previous = [s.name for s in source.stages[:index] if s.enabled]
-    dest = branch(args.run, args.dest, [args.stage], [f"{args.stage}.kl_estimator=\"{args.kl}\""] if args.kl else [])
+    settings = ([f'{args.stage}.kl_estimator="{args.kl}"'] if args.kl else []) + \
+        ([f"{args.stage}.beta={args.beta}"] if args.beta is not None else [])
+    dest = branch(args.run, args.dest, [args.stage], settings)
     recipe = load_recipe(dest / "recipe.toml", plugins=plugins)
     cfg = recipe.stages[index].config
     _, bundle, _ = load_run_model(args.run, plugins, previous[-1])
