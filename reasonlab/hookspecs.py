@@ -25,10 +25,12 @@ def register_stages(register):
 
 @hookspec
 def register_rewards(register):
-    """Register rewards: ``register(name, fn)``.
+    """Register rewards: ``register(name, fn, columns=[...], timeout=seconds, refs={...})``.
 
-    ``fn(prompts, completions, **columns_and_options) -> list[float]`` scores a
-    batch; it may be ``async``.
+    ``fn(prompts, completions, **columns_and_options) -> list`` scores a batch (numbers,
+    bools, or None for "does not apply"); it may be ``async``. Its keyword parameters are
+    its options; ``columns`` are the dataset columns it reads (``"{option}"`` names an
+    option holding a column name). The contract: ``reasonlab.rewards``, docs/plugins.md.
     """
 
 
