@@ -110,7 +110,6 @@ class LocalJudge:
                 return self._choice_probabilities(conversations, opening, choices)
 
     def _choice_probabilities(self, conversations, opening, choices):
-        import numpy as np
 
         tokenizer = self._bundle.tokenizer
         limit = int(self.options.get("max_prompt_tokens", 512))

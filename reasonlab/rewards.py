@@ -124,11 +124,10 @@ def check_reward_options(spec: RewardSpec, contract: RewardContract, where: str)
             hint=(f"did you mean {close[0]!r}? " if close else "") + f"its options: {', '.join(known) or '(none)'}")
 
 
-def check_reward_refs(spec: RewardSpec, info: dict, plugins, where: str) -> None:
+def check_reward_refs(spec: RewardSpec, contract: RewardContract, info: dict, plugins, where: str) -> None:
     """Options that name another plugin (``register(..., refs={"judge": "judges"})``) name one that exists."""
     for option, kind in (info or {}).get("refs", {}).items():
-        contract_default = _signature_options(plugins.registry("rewards").get(spec.name)) or {}
-        name = spec.options.get(option, contract_default.get(option))
+        name = spec.options.get(option, (contract.options or {}).get(option))
         if name is not None and name not in plugins.registry(kind):
             raise RewardError(f"reward {spec.name!r}: unknown {kind[:-1]} {name!r}", where=f"{where}.options.{option}",
                               hint=plugins.registry(kind).suggest(name))

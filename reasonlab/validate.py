@@ -56,10 +56,12 @@ def _reward_specs(config):
             yield name, RewardSpec(name=value)
 
 
-def check_rewards(recipe, plugins, columns_of=None) -> None:
+def check_rewards(recipe, plugins, columns_of=None, ready_for=()) -> None:
     """Every reward a stage uses takes the options the recipe gives it and finds the columns
     it reads in the stage's data. ``columns_of(stage, spec)`` gives a stage's columns (default:
-    what the source declares without reading; a source that cannot say is checked when read)."""
+    what the source declares without reading; a source that cannot say is checked when read).
+    For the stages named in ``ready_for`` each reward's ``preflight(options)`` runs too (e.g.
+    the sandbox a code reward needs)."""
     from reasonlab.data import declared_columns
     from reasonlab.rewards import check_reward_columns, check_reward_options, check_reward_refs, contract_of
 
@@ -76,9 +78,16 @@ def check_rewards(recipe, plugins, columns_of=None) -> None:
             entry = rewards.entries.get(spec.name)
             contract = contract_of(rewards.get(spec.name), entry.info if entry else None)
             check_reward_options(spec, contract, where)
-            check_reward_refs(spec, entry.info if entry else {}, plugins, where)
+            check_reward_refs(spec, contract, entry.info if entry else {}, plugins, where)
             if columns is not None:
                 check_reward_columns(spec, contract, columns, where, data.source)
+            ready = getattr(rewards.get(spec.name), "preflight", None) if stage.name in ready_for else None
+            if ready is not None:
+                try:
+                    ready(dict(spec.options))
+                except ReasonlabError as exc:
+                    exc.where = f"stages.{stage.name}.{path}"
+                    raise
 
 
 def preflight(recipe, plugins, stages=None) -> None:
@@ -107,15 +116,5 @@ def preflight(recipe, plugins, stages=None) -> None:
     def columns_of(stage, spec):
         return read.get(stage.name)
 
-    check_rewards(recipe, plugins, columns_of)
-    rewards = plugins.registry("rewards")
-    for stage in recipe.stages:
-        if stage.enabled and (wanted is None or stage.name in wanted):
-            for path, spec in _reward_specs(stage.config):
-                ready = getattr(rewards.get(spec.name), "preflight", None)  # e.g. a sandbox it needs
-                if ready is not None:
-                    try:
-                        ready(dict(spec.options))
-                    except ReasonlabError as exc:
-                        exc.where = f"stages.{stage.name}.{path}"
-                        raise
+    check_rewards(recipe, plugins, columns_of,
+                  ready_for={s.name for s in recipe.stages if s.enabled and (wanted is None or s.name in wanted)})

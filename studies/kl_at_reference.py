@@ -30,7 +30,6 @@ def main(argv=None) -> None:
     xla_defaults.apply()
     import jax
     import jax.numpy as jnp
-    import numpy as np
     from flax import nnx
     from tunix.rl import common
     from tunix.rl.algo_core import grpo_loss_fn

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from branch import branch  # noqa: E402
 
-KL_LOSS_MODES = {"k1": "kl", "k2": "mse_kl", "k3": "low_var_kl"}
+from reasonlab_plugins.stage_grpo import KL_LOSS_MODES  # noqa: E402  (light: no JAX at import)
 
 
 def weighted(fn, weight):
