@@ -1,5 +1,7 @@
 """``preset = "tiny"``: a random-init Gemma3 of two layers and a byte-level BPE
-tokenizer trained in-process on generated text. Builds in about a second; for tests.
+tokenizer trained in-process on the bundled generators' text (arithmetic, dilemmas, code
+tasks, open questions), so every bundled source's traces are short enough for a two-layer
+model to learn in a test's budget. Builds in about a second; for tests.
 
 Token ids: pad 0, bos 1, eos 2; the four format tags are single tokens.
 """
@@ -12,7 +14,7 @@ from reasonlab import hookimpl
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]
-VOCAB_SIZE = 512
+VOCAB_SIZE = 1024
 
 
 class BPETokenizer:
@@ -45,8 +47,12 @@ def _corpus():
     from reasonlab.data import DEFAULT_TEMPLATE
     from reasonlab.format import format_target
     from reasonlab_plugins.datasets_arithmetic import generate
+    from reasonlab_plugins.datasets_bundled import code_tasks, dilemmas, open_questions
 
-    for row in generate(n=400, seed=12345):
+    rows = [*generate(n=400, seed=12345)]
+    for more in (dilemmas, code_tasks, open_questions):
+        rows += more(n=64, seed=12345)
+    for row in rows:
         yield DEFAULT_TEMPLATE.format(question=row["question"]) + format_target(row["reasoning"], row["answer"])
     yield "".join(chr(c) for c in range(32, 127))
 

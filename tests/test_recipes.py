@@ -36,14 +36,7 @@ def test_tiny_profile_runs_end_to_end(tiny_runs, name):
     assert set(summary) == set(ran) and "eval" in ran and "eval_base" in ran
 
 
-# Known gap: on the tiny random model these two recipes' SFT leaves degenerate text (the IDEA-E traces
-# are longer than the tiny rollouts; Format-Align-Reinforce's code SFT undoes its format), so every
-# GRPO group ties. strict: the day they vary, this marker must go.
-NO_TINY_SIGNAL = {"idea_e", "format_align_reinforce"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="the tiny model's completions all tie")) if n in NO_TINY_SIGNAL else n for n in RECIPES])
+@pytest.mark.parametrize("name", RECIPES)
 def test_tiny_profile_rewards_never_fail_and_their_signal_varies(tiny_runs, name):
     """Every reward a recipe relies on scores (no failure, no timeout) and varies within a
     GRPO group at least once over the run — a dead reward (the G-RaR rubric judge on data
