@@ -8,13 +8,17 @@ Protocols (``protocol``):
   fixed and how many greedy-right items it broke;
 - ``passk`` — ``samples`` draws at ``temperature``; unbiased pass@k for each k in ``k``.
 
+``sampled_format = N`` (greedy protocol; 0 by default, 4 in the shipped recipes) also draws N
+samples per item at ``temperature`` (0.7): the ``sampled_*`` metrics then say how often what the
+policy *samples* is well formed, which is what RL trains and greedy decoding can hide.
+
 Metrics: ``format_accuracy`` (strict parse), ``partial_format_credit`` (share of the four
 tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "answer_match",
 scoring 1 for a right answer), ``mean_reasoning_words``, ``mean_completion_chars``,
 ``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
 carry a ``domain``. Each accuracy comes with its 95 % Wilson interval
 (``<metric>_ci95_low``/``_high``) and ``n``, the items it is over. ``consensus`` and
-``passk`` also report ``sampled_<metric>`` over all their samples: the format rate of what
+``passk`` always report ``sampled_<metric>`` over all their samples: the format rate of what
 the policy samples, which greedy decoding can hide.
 Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
 """
@@ -52,6 +56,7 @@ class EvalConfig(StageConfig):
     consensus_top_k: PositiveInt = 30
     samples: PositiveInt = 4
     temperature: float = Field(0.7, gt=0)
+    sampled_format: int = Field(0, ge=0)
     k: list[PositiveInt] = [1]
     answer_reward: Annotated[str, PluginRef("rewards")] = "answer_match"
 
@@ -161,6 +166,8 @@ class EvalStage:
                 metrics[f"pass@{k}"] = sum(pass_at_k(cfg.samples, int(sum(d[i]["correct"] for d in draws)), k)
                                            for i in range(len(prompts))) / len(prompts)
             extra_samples = [s for d in draws for s in d]
+        elif cfg.sampled_format:
+            extra_samples = [s for i in range(cfg.sampled_format) for s in sample(cfg.temperature, None, cfg.seed + i)]
         if extra_samples:
             metrics.update(summarize(extra_samples, prefix="sampled_"))  # what the policy samples, not its mode
         metrics["items"] = float(len(prompts))
@@ -207,12 +214,16 @@ def register_commands(cli):
     @click.option("--max-prompt-tokens", default=256, show_default=True)
     @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="For a model preset.")
     @click.option("--out", type=click.Path(file_okay=False), help="Where eval.json and samples.jsonl go.")
-    def eval_command(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out):
+    @click.option("--set", "settings", multiple=True,
+                  help="Any other eval-stage key, key=value (repeatable), e.g. sampled_format=4, batch_size=32.")
+    def eval_command(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out,
+                     settings):
         """Evaluate TARGET — a run directory (its last finished stage) or a model preset name."""
-        _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out)
+        _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out, settings)
 
 
-def _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out):
+def _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out,
+              settings=()):
     from datetime import datetime
     from pathlib import Path
 
@@ -231,8 +242,9 @@ def _evaluate(target, source, split, options, protocol, max_new_tokens, max_prom
     plugins = get_plugins()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
-        config = EvalConfig(data={"source": source, "split": split, "options": dict(map(parse_override, options))},
-                            protocol=protocol, max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_new_tokens)
+        keys = {"data": {"source": source, "split": split, "options": dict(map(parse_override, options))},
+                "protocol": protocol, "max_prompt_tokens": max_prompt_tokens, "max_completion_tokens": max_new_tokens}
+        config = EvalConfig(**(keys | dict(map(parse_override, settings))))
     except ValidationError as exc:
         raise RecipeError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
                           where="reasonlab eval") from None

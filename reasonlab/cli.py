@@ -53,19 +53,32 @@ def cli(ctx, plugins_dir):
               show_default="runs", help="Where run directories are created.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @click.option("--time-budget", help="Stop cleanly (checkpoint, resumable) before this much time passes, e.g. 8h30m.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the recipe N times, with recipe.seed, seed+1, …, into sibling run directories "
+                   "(…-seedS); `reasonlab compare` of them aggregates across seeds.")
 @click.pass_context
-def run(ctx, recipe, overrides, profile, runs_dir, no_progress, time_budget):
+def run(ctx, recipe, overrides, profile, runs_dir, no_progress, time_budget, seeds):
     """Run every stage of RECIPE. OVERRIDES are key=value, e.g. stages.sft.steps=10."""
     from reasonlab import distributed
-    from reasonlab.runner import Runner
 
     _check_budget(time_budget)
     loaded = _load(ctx, recipe, profile, overrides)
     distributed.initialize()  # before anything touches JAX, when JAX_COORDINATOR_ADDRESS & co. are set
-    runner = Runner.create(loaded, _plugins(ctx), Path(runs_dir), progress=not no_progress)
+    if seeds == 1:
+        return _run(_create(ctx, loaded, runs_dir, no_progress), time_budget)
+    # every seed's recipe is loaded (and so checked) before the first one trains
+    seeded = [_load(ctx, recipe, profile, (*overrides, f"recipe.seed={loaded.info.seed + i}")) for i in range(seeds)]
+    for each in seeded:
+        _run(_create(ctx, each, runs_dir, no_progress, suffix=f"-seed{each.info.seed}"), time_budget)
+
+
+def _create(ctx, loaded, runs_dir, no_progress, suffix=""):
+    from reasonlab.runner import Runner
+
+    runner = Runner.create(loaded, _plugins(ctx), Path(runs_dir), progress=not no_progress, suffix=suffix)
     if runner.primary:
         click.echo(f"run directory: {runner.dir}", err=True)
-    _run(runner, time_budget)
+    return runner
 
 
 def _check_budget(time_budget):
@@ -135,7 +148,8 @@ def compare(run_dirs, metrics, out):
     from rich.console import Console
     from rich.table import Table
 
-    from reasonlab.compare import DEFAULT_METRICS, RunRecord, differing_config, final_metrics, paired_evals, plot
+    from reasonlab.compare import (DEFAULT_METRICS, RunRecord, across_seeds, differing_config, final_metrics,
+                                   paired_evals, plot)
 
     runs = [RunRecord(Path(p)) for p in run_dirs]
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output: never truncate keys
@@ -147,6 +161,14 @@ def compare(run_dirs, metrics, out):
             table.add_column(run.label, justify="right")
         for key, values in rows.items():
             table.add_row(key, *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values))
+        console.print(table)
+    for group in across_seeds(runs, metrics or DEFAULT_METRICS):
+        table = Table(title=f"across {group['seeds']} seeds ({', '.join(group['runs'])})")
+        for column in ("metric", "mean", "95 % CI (t)", "std", "min", "max"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for key, row in group["metrics"].items():
+            table.add_row(key, f"{row['mean']:.4g}", f"{row['low']:.4g} … {row['high']:.4g}", f"{row['std']:.3g}",
+                          f"{row['min']:.4g}", f"{row['max']:.4g}")
         console.print(table)
     paired = paired_evals(runs)
     if paired:

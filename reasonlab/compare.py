@@ -5,7 +5,9 @@ PNG plots with matplotlib: one figure of training curves per stage, and one bar 
 of the final metrics. Eval stages that scored the same items in every run are also
 compared item by item against the first run (``paired_evals``): the difference in answer
 accuracy with a 95 % bootstrap interval, the items gained and lost, and the exact McNemar
-p-value — "not significant" when p ≥ 0.05.
+p-value — "not significant" when p ≥ 0.05. Runs that differ only in ``recipe.seed`` (``reasonlab
+run --seeds N``) are also aggregated (``across_seeds``): each final metric's mean with a 95 %
+Student-t interval over the seeds.
 """
 
 from __future__ import annotations
@@ -149,3 +151,32 @@ def paired_evals(runs: list[RunRecord]) -> list[dict]:
                          "lost": result.lost, "p_value": result.p_value,
                          "verdict": "significant" if result.significant else "not significant"})
     return rows
+
+
+def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
+    """Runs whose resolved recipes differ in nothing but ``recipe.seed``, in order of appearance."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run.config.items() if k != "recipe.seed"}, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
+def across_seeds(runs: list[RunRecord], patterns) -> list[dict]:
+    """For each group of two or more seeds: mean, 95 % t-interval, std, min, max of every final
+    metric all of the group's runs report."""
+    from reasonlab.stats import mean_interval
+
+    out = []
+    for group in seed_groups(runs):
+        if len({r.config.get("recipe.seed") for r in group}) < 2:
+            continue
+        finals = final_metrics(group, patterns)
+        rows = {}
+        for key, values in finals.items():
+            if all(isinstance(v, (int, float)) for v in values):
+                mean, low, high, std = mean_interval(values)
+                rows[key] = {"mean": mean, "low": low, "high": high, "std": std, "min": min(values),
+                             "max": max(values)}
+        out.append({"seeds": len(group), "runs": [r.label for r in group], "metrics": rows})
+    return out

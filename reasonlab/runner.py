@@ -52,9 +52,9 @@ def environment(secrets: set[str] = frozenset()) -> dict:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "argv": argv, "packages": versions}
 
 
-def new_run_dir(root: Path, recipe_name: str) -> Path:
+def new_run_dir(root: Path, recipe_name: str, suffix: str = "") -> Path:
     base = root / recipe_name
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S") + suffix
     for n in range(1000):
         candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
         try:
@@ -83,7 +83,7 @@ class Runner:
         self.show_progress = progress and self.primary
 
     @classmethod
-    def create(cls, recipe, plugins, runs_root: Path, progress: bool = True) -> "Runner":
+    def create(cls, recipe, plugins, runs_root: Path, progress: bool = True, suffix: str = "") -> "Runner":
         import tomli_w
 
         from reasonlab.mesh import run_meshes
@@ -91,7 +91,7 @@ class Runner:
         run_meshes(recipe)  # a mesh that does not fit the devices stops here, before the run directory exists
         run_dir = None
         if distributed.is_primary():
-            run_dir = new_run_dir(Path(runs_root), recipe.name)
+            run_dir = new_run_dir(Path(runs_root), recipe.name, suffix)
             (run_dir / "recipe.toml").write_text(tomli_w.dumps(redact(recipe.resolved)), encoding="utf-8")
             write_json(run_dir / "environment.json",
                        {**environment(secret_values(recipe.resolved)), "profile": recipe.profile,

@@ -5,6 +5,7 @@
   the same items, from the discordant pairs only.
 - ``paired_bootstrap(a, b)``: the mean difference b − a over paired 0/1 scores with a 95 %
   percentile bootstrap interval.
+- ``mean_interval(values)``: mean and 95 % Student-t interval of a few runs' values (seeds).
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ def mcnemar(gained: int, lost: int) -> float:
     from scipy.stats import binomtest
 
     return float(binomtest(int(gained), discordant, 0.5).pvalue)
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, low, high, sample std) — t with n−1 degrees of freedom, as few seeds need."""
+    import numpy as np
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return (mean, float("nan"), float("nan"), float("nan"))
+    std = float(x.std(ddof=1))
+    half = float(t.ppf((1 + confidence) / 2, len(x) - 1)) * std / len(x) ** 0.5
+    return (mean, mean - half, mean + half, std)
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,26 @@ def test_eval_command_on_a_preset_and_on_a_run(quickstart_run, tmp_path):
     assert list(run_dir.glob("evals/eval-*/eval.json"))  # the run's last finished stage was evaluated
     bad = reasonlab("eval", "tiny", "--option", "bogus=1")
     assert bad.returncode == 2 and "bogus" in bad.stderr
+
+
+@pytest.mark.slow
+def test_sampled_format_reports_what_the_policy_samples(tmp_path):
+    """``sampled_format = N`` adds N samples per item at temperature 0.7; the sampled_* metrics
+    are over exactly those samples, with their own n and interval."""
+    import json
+
+    from conftest import reasonlab
+
+    result = reasonlab("eval", "tiny", "--option", "n=4", "--max-new-tokens", "8", "--set", "sampled_format=2",
+                       "--set", "batch_size=4", "--out", tmp_path / "e")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "e" / "eval.json").read_text())["metrics"]
+    lines = [json.loads(line) for line in (tmp_path / "e" / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 + 2 * 4
+    sampled = lines[4:]
+    assert metrics["sampled_format_accuracy"] == pytest.approx(sum(s["format"] for s in sampled) / 8)
+    assert metrics["sampled_n"] == 8 and metrics["n"] == 4
+    assert {"sampled_format_accuracy_ci95_low", "sampled_format_accuracy_ci95_high"} <= set(metrics)
+    assert len({s["completion"] for s in sampled}) > 1  # really sampled, not four copies of the greedy text
+    bad = reasonlab("eval", "tiny", "--set", "sampled_format=-1")
+    assert bad.returncode == 2 and "sampled_format" in bad.stderr
