@@ -15,6 +15,8 @@ import zlib
 
 from reasonlab import hookimpl
 
+GIVE_UP_AFTER = 20_000  # draws in a row without a new problem: the options allow no more distinct ones
+MAX_ROWS = 200_000
 _NAMES = ["Ana", "Ben", "Chloe", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun"]
 _ITEMS = ["apples", "books", "coins", "pens", "stamps", "shells", "cards", "marbles"]
 
@@ -68,13 +70,16 @@ def generate(n: int = 256, seed: int = 0, split: str = "train", max_operand: int
     """``n`` distinct problems; the test split excludes every question the train split could produce first."""
     rng = random.Random(seed * 1_000_003 + zlib.crc32(split.encode()))
     rows, seen = [], set()
-    while len(rows) < n:
+    misses = 0
+    while len(rows) < n and misses < GIVE_UP_AFTER:
+        misses += 1
         row = _problem(rng, max_operand, max_ops)
         # Hash-partition questions so splits are disjoint whatever n each asks for.
         bucket = "test" if zlib.crc32(row["question"].encode()) % 5 == 0 else "train"
         if row["question"] in seen or bucket != ("test" if split == "test" else "train"):
             continue
         seen.add(row["question"])
+        misses = 0
         if pairs:
             row["chosen"] = f"<reasoning>{row['reasoning']}</reasoning><answer>{row['answer']}</answer>"
             row["rejected"] = _rejected(row, rng)
@@ -83,16 +88,18 @@ def generate(n: int = 256, seed: int = 0, split: str = "train", max_operand: int
 
 
 def load(arg: str, spec) -> list[dict]:
-    return generate(split=spec.split, **spec.options)
+    from reasonlab.data import require_rows
+
+    return require_rows(generate(split=spec.split, **spec.options), spec.options.get("n", 256), spec,
+                        " with these options (max_operand, max_ops)")
 
 
 def _check(arg: str, spec) -> None:
-    from reasonlab.errors import DataError
+    from reasonlab.data import check_options
 
-    unknown = set(spec.options) - {"n", "seed", "max_operand", "max_ops", "pairs"}
-    if unknown:
-        raise DataError(f"unknown arithmetic option(s): {', '.join(sorted(unknown))}",
-                        hint="known: n, seed, max_operand, max_ops, pairs")
+    check_options(spec, {"n": (1, MAX_ROWS), "seed": (0, 2**63 - 1), "max_operand": (2, 10**9), "max_ops": (1, 3),
+                         "pairs": bool})
+    load(arg, spec)  # generating is cheap (2000 rows in ~20 ms): an impossible n is refused before training
 
 
 load.check = _check

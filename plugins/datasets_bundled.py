@@ -74,6 +74,9 @@ _AUDIENCES = ["to a ten-year-old", "in two sentences", "to a history student", "
               "as simply as possible"]
 
 
+MAX_ROWS = 100_000  # far above what any bundled generator can make distinct
+
+
 def _split_rng(seed: int, split: str, salt: str) -> random.Random:
     return random.Random(seed * 7919 + zlib.crc32(f"{salt}/{split}".encode()))
 
@@ -151,15 +154,14 @@ def open_questions(n: int = 64, seed: int = 0, split: str = "train") -> list[dic
 
 
 def _loader(generate):
+    from reasonlab.data import check_options, require_rows
+
     def load(arg, spec):
-        return generate(split=spec.split, **spec.options)
+        return require_rows(generate(split=spec.split, **spec.options), spec.options.get("n", 64), spec)
 
     def check(arg, spec):
-        from reasonlab.errors import DataError
-
-        unknown = set(spec.options) - {"n", "seed"}
-        if unknown:
-            raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", hint="known: n, seed")
+        check_options(spec, {"n": (1, MAX_ROWS), "seed": (0, 2**63 - 1)})
+        load(arg, spec)  # generating is cheap: an impossible n is refused here, before anything trains
 
     load.check = check
     load.columns = lambda arg, spec: set(generate(n=1, seed=spec.options.get("seed", 0), split=spec.split)[0])

@@ -12,12 +12,15 @@ into ``reasoning`` (before) and ``answer`` (after), for either source.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from reasonlab import hookimpl
 from reasonlab.errors import DataError
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+PEEK_ROWS = 1000  # rows `validate` (and the preflight) read of a JSONL file before anything trains
 
 
 def _path(arg: str) -> Path:
@@ -27,17 +30,48 @@ def _path(arg: str) -> Path:
 
 
 def check_file(arg: str, spec) -> None:
+    """What a run would trip over, found without loading: a missing, special or unreadable
+    path, an unsupported type, and in a JSONL file's first rows bad UTF-8, JSON or non-objects."""
     path = _path(arg)
     if not path.exists():
         raise DataError(f"data file {str(path)!r} does not exist", hint="paths are relative to the current directory")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise DataError(f"data file {str(path)!r} is {kind}", where=str(path), hint="point the source at a data file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"data file {str(path)!r} is not readable (permission denied)", where=str(path),
+                        hint="check its permissions")
     if path.suffix not in _BUILDERS:
         raise DataError(f"unsupported file type {path.suffix!r}", where=str(path), hint=f"use one of {', '.join(_BUILDERS)}")
+    if path.suffix == ".jsonl":
+        bad = _find_bad_jsonl_row(path, PEEK_ROWS)
+        if bad:
+            raise bad
 
 
-def _find_bad_jsonl_row(path: Path) -> DataError | None:
-    """Re-read a JSONL file to name the first row HF could not parse."""
+def jsonl_columns(arg: str, spec) -> set[str] | None:
+    """A JSONL file's columns, from its first row (after ``answer_separator``); None for other types."""
+    path = _path(arg)
+    if path.suffix != ".jsonl" or not path.is_file():
+        return None  # check_file says what is wrong with it
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    return None
+                return set(split_answers([row], spec)[0]) if isinstance(row, dict) else None
+    return None
+
+
+def _find_bad_jsonl_row(path: Path, limit: int | None = None) -> DataError | None:
+    """Re-read a JSONL file (its first ``limit`` lines) to name the first row HF could not parse."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
+            if limit is not None and number > limit:
+                break
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -97,6 +131,7 @@ def load_hub(arg: str, spec) -> list[dict]:
 
 
 load_file.check = check_file
+load_file.columns = jsonl_columns
 
 
 @hookimpl

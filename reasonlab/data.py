@@ -61,6 +61,35 @@ def require_columns(rows: list[dict], columns: list[str], spec: DataSpec) -> Non
             )
 
 
+def check_options(spec: DataSpec, known: dict[str, tuple[int, int] | type]) -> None:
+    """For generator plugins: every option is known; an integer option is an int (not a bool,
+    not a string) within its (low, high); a ``bool`` option is a bool."""
+    unknown = set(spec.options) - set(known)
+    if unknown:
+        raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", where="data.options",
+                        hint=f"known: {', '.join(known)}")
+    for key, rule in known.items():
+        if key not in spec.options:
+            continue
+        value = spec.options[key]
+        if rule is bool:
+            if not isinstance(value, bool):
+                raise DataError(f"data.options.{key} must be true or false, got {value!r}", where=f"data.options.{key}")
+            continue
+        low, high = rule
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise DataError(f"data.options.{key} must be an integer from {low} to {high}, got {value!r}",
+                            where=f"data.options.{key}")
+
+
+def require_rows(rows: list, n: int, spec: DataSpec, why: str = "") -> list:
+    """A generator that could make fewer distinct rows than ``n`` says so instead of returning fewer."""
+    if len(rows) < n:
+        raise DataError(f"{spec.source!r} has only {len(rows)} distinct {spec.split} rows{why}; n = {n} asks for more",
+                        where="data.options.n", hint=f"set n to at most {len(rows)}")
+    return rows
+
+
 def render_prompt(row: dict, spec: DataSpec) -> str:
     template = spec.template or DEFAULT_TEMPLATE
     return template.format(question=row[spec.question_field])

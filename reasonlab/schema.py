@@ -83,6 +83,24 @@ class DataSpec(Strict):
     # the columns the rows have, for sources that cannot say before they are read (hf:); checked against them
     columns: list[str] | None = None
 
+    @field_validator("template")
+    @classmethod
+    def _template_fields(cls, template):
+        """A template may name only {question} (and {{ }} for literal braces): caught at validate."""
+        import string
+
+        if template is None:
+            return template
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"template is not a format string ({exc}); write literal braces as {{{{ }}}}") from None
+        if fields - {"question"}:
+            raise ValueError(f"template names {', '.join('{' + f + '}' for f in sorted(fields - {'question'}))}; "
+                             "only {question} "
+                             "is filled in (write literal braces as {{ }})")
+        return template
+
 
 class RewardSpec(Strict):
     """One reward of a stage: its plugin, weight, options and a per-call time limit."""

@@ -91,6 +91,18 @@ def test_g_rar_base_is_rejected_because_gsm8k_has_no_rubrics():
     assert "--profile tiny" in result.stdout and "--profile cpu" in result.stdout  # the profiles have rubrics
 
 
+def test_validate_reads_a_jsonl_files_columns_for_its_rewards(tmp_path):
+    """A local JSONL file's columns are read from its first row: no ``data.columns`` needed."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    recipe = write_recipe(tmp_path, '{ name = "answer_match" }, { name = "checkpoints" }').read_text().replace(
+        'source = "arithmetic", options = { n = 16 }', f'source = "file:{data}"')
+    (tmp_path / "contract.toml").write_text(recipe)
+    result = reasonlab("validate", tmp_path / "contract.toml")
+    assert result.returncode == 2 and "stages.grpo.rewards[1]" in result.stderr, result.stderr
+    assert "'checkpoints'" in result.stderr and "it has answer, question" in result.stderr
+
+
 def test_declared_data_columns_are_checked_against_the_rows(tmp_path):
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
