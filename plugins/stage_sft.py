@@ -112,7 +112,7 @@ class SFTStage:
     Config = SFTConfig
 
     def run(self, ctx) -> StageResult:
-        from tunix.sft import metrics_logger, peft_trainer
+        from tunix.sft import peft_trainer
 
         from reasonlab.tunix_bridge import metrics_before_checkpoints, trainer_options
 
@@ -149,9 +149,9 @@ class SFTStage:
             raise
         ctx.stop_if_requested(trainer.train_steps, cfg.steps)
         metrics = {"dropped_overlength": budget.dropped}
-        if trainer.metrics_logger.metric_exists("", "loss", metrics_logger.Mode.TRAIN):  # none if resumed at the end
-            losses = trainer.metrics_logger.get_metric_history("", "loss", metrics_logger.Mode.TRAIN)
-            metrics |= {"first_loss": float(losses[0]), "final_loss": float(losses[-1])}
+        losses = ctx.history("train/loss")  # across resumes: the first is step 1's, not the restored step's
+        if losses:
+            metrics |= {"first_loss": float(min(losses)[1]), "final_loss": float(max(losses)[1])}
         return StageResult(bundle, metrics)
 
 

@@ -78,6 +78,8 @@ class StageContext:
     should_stop: Callable[[], bool] = lambda: False  # poll once per step; end the data iterator when True
     log_table: Callable[[str, list[str], list[list], int], None] = lambda name, columns, rows, step: None
     meshes: Any = None  # reasonlab.mesh.StageMeshes: .main (entered around run()) and .role(name)
+    # history(key) -> [(step, value)] this stage logged, across resumes (its earlier sessions first)
+    history: Callable[[str], list[tuple[int, float]]] = lambda key: []
     process_index: int = 0  # this process in a multi-process run (jax.distributed)
     process_count: int = 1
 

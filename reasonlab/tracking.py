@@ -57,6 +57,7 @@ class MetricsHub:
         self.hook = hook
         self.progress = progress
         self.stage: Any = None
+        self._earlier: dict[str, int] = {}
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.write = write  # False on the other processes of a multi-process run: process 0 records
         # line-buffered: a record is in the kernel's hands as soon as it is logged, so a SIGKILL
@@ -65,15 +66,59 @@ class MetricsHub:
 
     def start_stage(self, stage) -> None:
         self.stage = stage
-        self.history = {}
+        # what earlier sessions logged for this stage (a resume): the history starts with it, and
+        # each key's latest step says where a redone step would repeat a record
+        self.history, self._earlier = {}, {}
+        for record in self._records():
+            if record.get("stage") == stage.name:
+                for key, value in record.items():
+                    if key not in ("stage", "step", "time"):
+                        self.history.setdefault(key, []).append((int(record["step"]), value))
+                        self._earlier[key] = max(self._earlier.get(key, 0), int(record["step"]))
         for tracker in self.trackers:
             call_tracker(tracker, "start_stage", stage.name, stage.kind)
+
+    def _records(self) -> list[dict]:
+        path = self.run.dir / "metrics.jsonl"
+        if not self.write or not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        return records
+
+    def _void(self, keys: set[str], step: int) -> None:
+        """A resumed stage redoes the steps after its checkpoint (and re-logs its step-0 setup):
+        an earlier session's values of these keys at this step or later are void, so no record
+        appears twice. Rare — once per key after a resume — so rewriting the file is fine."""
+        kept = []
+        for record in self._records():
+            if record.get("stage") == self.stage.name and int(record.get("step", 0)) >= step:
+                record = {k: v for k, v in record.items() if k not in keys}
+                if set(record) <= {"stage", "step", "time"}:
+                    continue
+            kept.append(record)
+        path = self.run.dir / "metrics.jsonl"
+        scratch = path.with_suffix(".jsonl.tmp")
+        scratch.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._file.close()
+        os.replace(scratch, path)  # atomic: a kill now leaves the old file or the new one
+        self._file = open(path, "a", encoding="utf-8", buffering=1)
+        for key in keys:
+            self.history[key] = [(s, v) for s, v in self.history.get(key, []) if s < step]
+            del self._earlier[key]
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         metrics = _clean(metrics)
         if not metrics:
             return
         step = int(step)
+        repeated = {k for k in metrics if self._earlier.get(k, -1) >= step}
+        if repeated:
+            self._void(repeated, step)
         record = {"stage": self.stage.name, "step": step, "time": round(time.time(), 3), **metrics}
         self._file.write(json.dumps(record) + "\n")
         for key, value in metrics.items():

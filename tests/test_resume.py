@@ -4,6 +4,7 @@ uninterrupted one; a time budget stops cleanly and resume finishes the run."""
 from __future__ import annotations
 
 import json
+import random
 import os
 import signal
 import subprocess
@@ -134,9 +135,12 @@ def resume_until(run_dir: Path, predicate) -> None:
 
 
 def test_sigkill_anywhere_then_resume_is_bit_identical(recipe, uninterrupted, tmp_path):
+    # kill points drawn at random, reproducibly: KILL_SEED=N explores others
+    draw = random.Random(int(os.environ.get("KILL_SEED", "0")))
+    sft_step, grpo_step = draw.randint(2, 38), draw.randint(1, 3)
     runs = tmp_path / "runs"
     proc = start(recipe, runs)
-    wait_for(metric_seen(runs, "sft", "train/loss", 12), proc)          # 1. mid-SFT
+    wait_for(metric_seen(runs, "sft", "train/loss", sft_step), proc)    # 1. mid-SFT
     proc.kill()
     proc.wait()
     run_dir = next((runs / "relay").iterdir())
@@ -144,7 +148,7 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(recipe, uninterrupted, tm
     # 2. between stages: SFT done and checkpointed, GRPO not yet trained a step
     resume_until(run_dir, lambda: stage_status(run_dir, "sft") == "done")
     assert stage_status(run_dir, "grpo") in (None, "pending", "running")
-    resume_until(run_dir, metric_seen(runs, "grpo", "train/actor/loss", 2))  # 3. mid-GRPO
+    resume_until(run_dir, metric_seen(runs, "grpo", "train/actor/loss", grpo_step))  # 3. mid-GRPO
     resume_until(run_dir, lambda: stage_status(run_dir, "eval") == "running")  # 4. during eval
 
     final = reasonlab("resume", run_dir, "--no-progress", env={"WANDB_MODE": "disabled"})
@@ -156,8 +160,35 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(recipe, uninterrupted, tm
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     assert last_value(run_dir, "sft", "train/loss") == last_value(uninterrupted, "sft", "train/loss")
     assert last_value(run_dir, "grpo", "train/actor/loss") == last_value(uninterrupted, "grpo", "train/actor/loss")
-    summaries = [json.loads((d / "summary.json").read_text())["eval"] for d in (run_dir, uninterrupted)]
-    assert summaries[0] == summaries[1]  # the same model evaluates the same
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (run_dir, uninterrupted)]
+    assert summaries[0]["eval"] == summaries[1]["eval"]  # the same model evaluates the same
+    assert summaries[0]["sft"] == summaries[1]["sft"]    # first_loss is step 1's, not the restored step's
+    assert_same_records(run_dir, uninterrupted)
+
+
+def records_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_records(run_dir: Path, uninterrupted: Path) -> None:
+    """Every (stage, step, key) once, and the same set of them as the uninterrupted run, with the
+    same training values."""
+    def keyed(records):
+        seen = {}
+        for r in records:
+            for key, value in r.items():
+                if key not in ("stage", "step", "time"):
+                    assert (r["stage"], r["step"], key) not in seen, f"duplicate record {(r['stage'], r['step'], key)}"
+                    seen[(r["stage"], r["step"], key)] = value
+        return seen
+
+    got, expected = keyed(records_of(run_dir)), keyed(records_of(uninterrupted))
+    timings = ("perf/", "seconds", "time", "tokens_per_second", "memory")
+    assert {k for k in got if not any(t in k[2] for t in timings)} == \
+        {k for k in expected if not any(t in k[2] for t in timings)}
+    for k in expected:
+        if k[2] in ("train/loss", "train/actor/loss", "reward/total/mean"):
+            assert got[k] == expected[k], k
 
 
 def test_time_budget_stops_cleanly_and_resume_finishes(recipe, uninterrupted, tmp_path):
