@@ -4,7 +4,12 @@ Each call runs one child as uid/gid 65534 (``setpriv``; no capabilities, no grou
 ``bwrap`` with every namespace unshared (no network, its own PIDs — the trainer's
 ``/proc`` is not there — its own IPC, hostname and cgroup view), a read-only ``/usr`` as the
 whole file system besides a private ``/tmp``, ``/dev`` and ``/proc``, an empty environment,
-a new session (no terminal to inject into) and ``--die-with-parent``. Inside, before any
+a new session (no terminal to inject into), ``--die-with-parent``, no further user namespaces
+(``--disable-userns``) and a seccomp filter (built with libseccomp through ``pyseccomp``, loaded
+by bwrap just before the child starts) that answers EPERM to the system calls a sandboxed
+test never needs and kernel exploits favour: ptrace and cross-process memory, namespaces and
+mounts, keyrings, BPF, perf events, userfaultfd, io_uring, module and kexec loading,
+handle-based opens, and the like (``DENIED_SYSCALLS``). Inside, before any
 answer code runs, the runner sets resource limits: address space (``memory_mb``), CPU
 seconds, file size, open files and processes. The parent kills the whole sandbox at
 ``timeout`` seconds of wall time: killing bwrap ends its PID namespace, detached
@@ -37,6 +42,16 @@ import threading
 from dataclasses import dataclass
 
 PYTHON = "/usr/bin/python3"
+DENIED_SYSCALLS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_open", "pidfd_getfd", "pidfd_send_signal",
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
+    "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    "open_by_handle_at", "name_to_handle_at", "reboot", "swapon", "swapoff", "acct", "quotactl",
+    "iopl", "ioperm", "settimeofday", "clock_settime", "adjtimex", "syslog", "vhangup", "lookup_dcookie",
+)
 NOBODY = 65534
 RESULT_LIMIT = 64 * 1024
 
@@ -84,10 +99,40 @@ class Outcome:
         return min(1.0, max(0.0, self.passed / self.total)) if self.total else 0.0
 
 
-def _bwrap_command() -> list[str]:
+@functools.cache
+def seccomp_program() -> bytes:
+    """The BPF program of the filter: allow everything but ``DENIED_SYSCALLS`` (EPERM)."""
+    import errno
+    import tempfile
+
+    import pyseccomp
+
+    rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            rules.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+        except (RuntimeError, ValueError, OSError):
+            continue  # not a system call on this architecture
+    with tempfile.TemporaryFile() as fh:
+        rules.export_bpf(fh)
+        fh.seek(0)
+        return fh.read()
+
+
+def _seccomp_fd() -> int:
+    """A fresh, inheritable fd holding the filter: bwrap reads it to its end, so each child gets its own."""
+    fd = os.memfd_create("reasonlab-seccomp", 0)
+    os.write(fd, seccomp_program())
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def _bwrap_command(seccomp_fd: int) -> list[str]:
     bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
     command = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", bwrap,
-               "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+               "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--unshare-user",
+               "--disable-userns", "--seccomp", str(seccomp_fd),
                "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
     for top in ("bin", "lib", "lib64", "sbin"):  # merged-/usr systems link these into /usr
         if os.path.islink(f"/{top}"):
@@ -108,6 +153,10 @@ def why_unavailable() -> str | None:
     if not os.access(PYTHON, os.X_OK):
         return f"{PYTHON} not found (apt-get install python3-minimal)"
     try:
+        seccomp_program()
+    except (ImportError, OSError) as exc:
+        return f"no seccomp filter: {exc} (pip install pyseccomp; apt-get install libseccomp2)"
+    try:
         probe = run("x = 1", ["assert x == 1"], timeout=20.0, isolation="bubblewrap", check=False)
     except OSError as exc:
         return f"bubblewrap failed to start: {exc}"
@@ -119,10 +168,12 @@ def run(code: str, tests: list[str], timeout: float = 5.0, memory_mb: int = 512,
     """Run ``code`` and then each test in a fresh fork of it; count the tests that ran to their end."""
     if not tests:
         return Outcome(0, 0)
+    extra_fds: tuple[int, ...] = ()
     if isolation == "bubblewrap":
         if check and why_unavailable():
             raise SandboxUnavailable(why_unavailable())
-        command = _bwrap_command()
+        extra_fds = (_seccomp_fd(),)
+        command = _bwrap_command(extra_fds[0])
     elif isolation == "unsafe-none":
         command = [PYTHON if os.access(PYTHON, os.X_OK) else shutil.which("python3"), "-I", "-S", "-c", RUNNER]
     else:
@@ -133,9 +184,10 @@ def run(code: str, tests: list[str], timeout: float = 5.0, memory_mb: int = 512,
                           "cpu_seconds": max(1, int(timeout) + 1), "processes": 32})
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                pass_fds=(write_end,), env={}, cwd="/tmp", start_new_session=True)
+                                pass_fds=(write_end, *extra_fds), env={}, cwd="/tmp", start_new_session=True)
     finally:
-        os.close(write_end)
+        for fd in (write_end, *extra_fds):
+            os.close(fd)
     received = bytearray()
     reader = threading.Thread(target=_read_bounded, args=(read_end, received), daemon=True)
     reader.start()

@@ -6,7 +6,9 @@ sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
 ``reasonlab.rewards.CompositeReward``), ``reward_failures`` ("stop": a reward failing on
 a whole step, or on more than ``reward_max_failure_rate`` of the completions over
 ``reward_failure_window`` steps, stops the run; "fallback": failed scores become
-``reward_fallback``), ``fail_fast`` (stop at the first failure), ``max_grad_norm``,
+``reward_fallback``), ``fail_fast`` (stop at the first failure), ``reward_deadline``
+(seconds for all of a step's rewards together; a reward still running then gives the
+fallback and counts a timeout, so a slow judge cannot stretch a step), ``max_grad_norm``,
 ``kl_estimator`` (the per-token KL of the penalty: "k3", Schulman's ``exp(r) - r - 1``,
 default; "k1" ``log p - log ref``, Tunix 0.1.7's default; "k2" ``(log p - log ref)^2 / 2``).
 ``batch_size`` counts prompts per step.
@@ -65,6 +67,7 @@ class GRPOConfig(TrainingStageConfig):
     reward_failures: Literal["stop", "fallback"] = "stop"
     reward_max_failure_rate: float = Field(0.5, ge=0.0, le=1.0)
     reward_failure_window: PositiveInt = 10
+    reward_deadline: PositiveFloat | None = None
     fail_fast: bool = False
     reference: Literal["initial", "base"] = "initial"
     rollout_engine: Literal["vanilla", "vllm", "sglang_jax"] = "vanilla"
@@ -361,7 +364,7 @@ class GRPOStage:
                                  max_failure_rate=cfg.reward_max_failure_rate,
                                  failure_window=cfg.reward_failure_window, group_size=cfg.num_generations,
                                  errors_path=ctx.dir / "reward_errors.jsonl", warn=ctx.progress.print,
-                                 where=f"stages.{ctx.name}.rewards",
+                                 where=f"stages.{ctx.name}.rewards", deadline=cfg.reward_deadline,
                                  on_metrics=lambda metrics: ctx.log(metrics, cluster.global_steps + 1))
         learner = learner_class()(
             rl_cluster=cluster,

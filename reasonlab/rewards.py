@@ -238,8 +238,10 @@ class CompositeReward:
                  on_metrics: Callable[[dict[str, float]], None] | None = None,
                  failures: Literal["stop", "fallback"] = "stop", max_failure_rate: float = 0.5,
                  failure_window: int = 10, group_size: int | None = None, errors_path: Path | None = None,
-                 warn: Callable[[str], None] | None = None, where: str = "rewards"):
+                 warn: Callable[[str], None] | None = None, where: str = "rewards",
+                 deadline: float | None = None):
         self.specs = specs
+        self.deadline = deadline  # seconds for all of a step's rewards together (they run side by side)
         self.fns = [registry.get(spec.name) for spec in specs]
         entries = getattr(registry, "entries", {})
         self.contracts = [contract_of(fn, entries[spec.name].info if spec.name in entries else None)
@@ -278,13 +280,16 @@ class CompositeReward:
              columns) -> RewardOutcome:
         n = len(completions)
         timeout = spec.timeout or contract.timeout
+        limit = f"its timeout of {timeout:g} s"
+        if self.deadline is not None and self.deadline < timeout:
+            timeout, limit = self.deadline, f"the step's reward_deadline of {self.deadline:g} s"
         start = time.perf_counter()
         finished, result, error = _in_thread(lambda: _call(fn, prompts, completions, {**columns, **spec.options}),
                                              timeout)
         seconds = time.perf_counter() - start
         if not finished:
             return RewardOutcome(spec.name, [self.fallback] * n, seconds, n, timed_out=True,
-                                 error=TimeoutError(f"no result within its timeout of {timeout:g} s"))
+                                 error=TimeoutError(f"no result within {limit}"))
         if error is None:
             try:
                 values = list(result)

@@ -225,6 +225,21 @@ def test_a_reward_past_its_timeout_is_cut_off_and_counted():
     assert composite.summary()[0]["timeouts"] == 1
 
 
+def test_the_step_deadline_caps_every_reward_whatever_its_own_timeout():
+    def slow(p, c, **_):
+        time.sleep(30)
+        return [1.0] * len(c)
+
+    logged = []
+    composite = CompositeReward([RewardSpec(name="slow", timeout=600), RewardSpec(name="slower")],
+                                registry_with(slow=slow, slower=slow), on_metrics=logged.append,
+                                failures="fallback", deadline=0.5)
+    start = time.perf_counter()
+    assert composite(["q"], ["a"]) == [0.0]
+    assert time.perf_counter() - start < 2  # both cut at the deadline: they run side by side
+    assert logged[0]["reward/slow/timeouts"] == logged[0]["reward/slower/timeouts"] == 1.0
+
+
 def test_judge_rewards_register_a_shorter_timeout():
     rewards = get_plugins().registry("rewards")
     judge = rewards.entries["rubric_judge"]

@@ -50,12 +50,31 @@ ATTACKS = {
     "write guesses to every fd": "import os\nfor fd in range(3, 64):\n    try: os.write(fd, b'0' * 32 + b'\\n')\n"
                                  "    except OSError: pass\nPWNED = False",
     "become root": "import os\nos.setuid(0)\nPWNED = True",
+    # the seccomp filter's share: each of these system calls succeeds for an ordinary process
+    "ptrace itself": "import ctypes\nPWNED = ctypes.CDLL(None).ptrace(0, 0, 0, 0) == 0",
+    "a new user namespace": "import os\nos.unshare(os.CLONE_NEWUSER)\nPWNED = True",  # (docker's profile denies it too)
+    "an io_uring": "import ctypes\nparams = ctypes.create_string_buffer(120)\n"
+                   "PWNED = ctypes.CDLL(None).syscall(425, 4, params) >= 0",  # io_uring_setup
+    "userfaultfd": "import ctypes\nPWNED = ctypes.CDLL(None).syscall(323, 0) >= 0",
 }
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_is_contained_and_scores_zero(name):
     assert score(ATTACKS[name]) == 0.0
+
+
+def test_the_seccomp_filter_is_loaded_in_the_child():
+    """The sandboxed test runs under one more seccomp filter than the trainer (a container's own
+    filter, if any, is inherited by both), and the filter holds a rule per denied call."""
+    def filters(status: str) -> int:
+        line = next((l for l in status.splitlines() if l.startswith("Seccomp_filters:")), "Seccomp_filters: 0")
+        return int(line.split()[-1])
+
+    ours = filters(open("/proc/self/status").read())
+    code = "FILTERS = int(next(l for l in open('/proc/self/status') if l.startswith('Seccomp_filters:')).split()[-1])"
+    assert score(code, f"assert FILTERS > {ours}") == 1.0
+    assert len(_sandbox.seccomp_program()) > 8 * len(_sandbox.DENIED_SYSCALLS)
 
 
 def test_honest_code_scores_by_the_share_of_tests_it_passes():
