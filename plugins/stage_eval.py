@@ -9,8 +9,9 @@ Protocols (``protocol``):
 - ``passk`` — ``samples`` draws at ``temperature``; unbiased pass@k for each k in ``k``.
 
 ``sampled_format = N`` (greedy protocol; 0 by default, 4 in the shipped recipes) also draws N
-samples per item at ``temperature`` (0.7): the ``sampled_*`` metrics then say how often what the
-policy *samples* is well formed, which is what RL trains and greedy decoding can hide.
+samples per item at ``temperature`` (0.7) from the ``sample_top_k`` (50) most likely tokens, as
+the GRPO rollouts do: the ``sampled_*`` metrics then say how often what the policy *samples*
+is well formed, which is what RL trains and greedy decoding can hide.
 
 Metrics: ``format_accuracy`` (strict parse), ``partial_format_credit`` (share of the four
 tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "answer_match",
@@ -57,6 +58,8 @@ class EvalConfig(StageConfig):
     samples: PositiveInt = 4
     temperature: float = Field(0.7, gt=0)
     sampled_format: int = Field(0, ge=0)
+    sample_top_k: PositiveInt | None = 50  # sampled_format's draws; None = the whole vocabulary (top-p mode,
+    # which sorts every logit per token: Gemma's 262k take minutes per batch on a CPU)
     k: list[PositiveInt] = [1]
     answer_reward: Annotated[str, PluginRef("rewards")] = "answer_match"
 
@@ -167,7 +170,8 @@ class EvalStage:
                                            for i in range(len(prompts))) / len(prompts)
             extra_samples = [s for d in draws for s in d]
         elif cfg.sampled_format:
-            extra_samples = [s for i in range(cfg.sampled_format) for s in sample(cfg.temperature, None, cfg.seed + i)]
+            extra_samples = [s for i in range(cfg.sampled_format)
+                             for s in sample(cfg.temperature, cfg.sample_top_k, cfg.seed + i)]
         if extra_samples:
             metrics.update(summarize(extra_samples, prefix="sampled_"))  # what the policy samples, not its mode
         metrics["items"] = float(len(prompts))
