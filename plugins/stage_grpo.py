@@ -11,7 +11,12 @@ a whole step, or on more than ``reward_max_failure_rate`` of the completions ove
 fallback and counts a timeout, so a slow judge cannot stretch a step), ``max_grad_norm``,
 ``kl_estimator`` (the per-token KL of the penalty: "k3", Schulman's ``exp(r) - r - 1``,
 default; "k1" ``log p - log ref``, Tunix 0.1.7's default; "k2" ``(log p - log ref)^2 / 2``).
-``batch_size`` counts prompts per step.
+``num_iterations`` (μ: optimisation passes over each batch of rollouts, as the 2B-think team
+ran 10 and 5; ``steps`` counts optimiser steps, so a stage draws ``steps / μ`` batches, and
+our reward and rollout records carry the first actor step each batch serves — Tunix's own
+``train/rewards/*`` count batches). ``batch_size`` counts prompts per step. The optimiser keys (``schedule``,
+``warmup_steps``, ``final_lr_ratio``, ``weight_decay`` 0.1, ``adam_b2`` 0.99,
+``max_grad_norm`` 0.1 here: Tunix's GRPO example) are ``reasonlab.optim``'s.
 
 ``reference`` picks the KL anchor: "initial" (default) is a frozen copy of the policy as
 the stage starts — after an SFT stage, the SFT model, as in the published recipes;
@@ -62,6 +67,9 @@ class GRPOConfig(TrainingStageConfig):
     top_k: PositiveInt | None = 50
     top_p: float | None = Field(0.9, gt=0.0, le=1.0)
     max_grad_norm: PositiveFloat | None = 0.1
+    weight_decay: float = Field(0.1, ge=0.0, allow_inf_nan=False)  # Tunix's GRPO example's AdamW
+    adam_b2: float = Field(0.99, ge=0.0, lt=1.0)
+    num_iterations: PositiveInt = 1  # μ: optimisation passes over each batch of rollouts (GRPO's inner loop)
     rewards: list[RewardSpec] = Field(min_length=1)
     reward_fallback: float = 0.0
     reward_failures: Literal["stop", "fallback"] = "stop"
@@ -304,11 +312,11 @@ class GRPOStage:
     Config = GRPOConfig
 
     def run(self, ctx) -> StageResult:
-        import optax
         from tunix.rl import rl_cluster as rl_cluster_lib
         from tunix.rl.grpo import grpo_learner
         from tunix.rl.rollout import base_rollout
 
+        from reasonlab.optim import build_optimizer
         from reasonlab.tunix_bridge import trainer_options
 
         cfg: GRPOConfig = ctx.config
@@ -325,11 +333,7 @@ class GRPOStage:
         if cfg.reference == "base" and not bundle.lora:
             raise DataError('reference = "base" needs a LoRA model', where=f"stages.{ctx.name}.reference")
         reference = bundle.base if cfg.reference == "base" else frozen_copy(bundle.model)
-        schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(int(cfg.steps * cfg.warmup_ratio), 1),
-                                                      max(cfg.steps, 2), cfg.learning_rate * 0.1)
-        optimizer = optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=0.1)
-        if cfg.max_grad_norm:
-            optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optimizer)
+        optimizer = build_optimizer(cfg)
         rollout = base_rollout.RolloutConfig(
             max_tokens_to_generate=cfg.max_completion_tokens,
             max_prompt_length=cfg.max_prompt_tokens,
@@ -351,9 +355,12 @@ class GRPOStage:
                 actor_optimizer=optimizer, **trainer_options(ctx, cfg)),
             rollout_config=rollout,
         )
+        def next_step() -> int:  # the actor step a rollout serves (with μ > 1, the first of its μ steps)
+            return cluster.actor_trainer.train_steps + 1
+
         def on_rollout(seconds: float, new_tokens: int) -> None:
             ctx.log({"perf/rollout_seconds": seconds, "perf/rollout_tokens_per_second": new_tokens / seconds},
-                    cluster.global_steps + 1)
+                    next_step())
 
         followers = [bundle.base] if bundle.lora else []
         cluster = cluster_class(ctx.meshes, on_rollout, followers)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
@@ -365,10 +372,10 @@ class GRPOStage:
                                  failure_window=cfg.reward_failure_window, group_size=cfg.num_generations,
                                  errors_path=ctx.dir / "reward_errors.jsonl", warn=ctx.progress.print,
                                  where=f"stages.{ctx.name}.rewards", deadline=cfg.reward_deadline,
-                                 on_metrics=lambda metrics: ctx.log(metrics, cluster.global_steps + 1))
+                                 on_metrics=lambda metrics: ctx.log(metrics, next_step()))
         learner = learner_class()(
             rl_cluster=cluster,
-            algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=1,
+            algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=cfg.num_iterations,
                                                 beta=cfg.beta, epsilon=cfg.epsilon,
                                                 kl_loss_mode=KL_LOSS_MODES[cfg.kl_estimator]),
             reward_fns=[reward],

@@ -163,7 +163,7 @@ class PreferenceStage:
         from tunix.sft.dpo import dpo_trainer
 
         from reasonlab.tunix_bridge import metrics_before_checkpoints, trainer_options
-        from reasonlab_plugins.stage_sft import optimizer
+        from reasonlab.optim import build_optimizer
 
         cfg: PreferenceConfig = ctx.config
         bundle = ctx.model
@@ -182,7 +182,7 @@ class PreferenceStage:
                             where=f"stages.{ctx.name}", hint="check pairs, rewards and max_*_tokens")
         reference = nnx.clone(bundle.model) if loss.needs_reference else None
         trainer = dpo_trainer.DPOTrainer(
-            model=bundle.model, ref_model=reference, optimizer=optimizer(cfg),
+            model=bundle.model, ref_model=reference, optimizer=build_optimizer(cfg),
             training_config=dpo_trainer.DPOTrainingConfig(**trainer_options(ctx, cfg)))
         trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure

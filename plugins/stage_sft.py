@@ -99,21 +99,13 @@ def model_inputs(pad_id: int):
     return gen
 
 
-def optimizer(cfg):
-    import optax
-
-    warmup = max(int(cfg.steps * cfg.warmup_ratio), 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0 if cfg.warmup_ratio else cfg.learning_rate, cfg.learning_rate,
-                                                  warmup, max(cfg.steps, warmup + 1), cfg.learning_rate * 0.1)
-    return optax.adamw(schedule)
-
-
 class SFTStage:
     Config = SFTConfig
 
     def run(self, ctx) -> StageResult:
         from tunix.sft import peft_trainer
 
+        from reasonlab.optim import build_optimizer
         from reasonlab.tunix_bridge import metrics_before_checkpoints, trainer_options
 
         cfg: SFTConfig = ctx.config
@@ -133,7 +125,7 @@ class SFTStage:
                             where=f"stages.{ctx.name}.batch_size", hint="use a multiple of the process count")
         trainer = peft_trainer.PeftTrainer(
             bundle.model,
-            optimizer(cfg),
+            build_optimizer(cfg),
             peft_trainer.TrainingConfig(**trainer_options(ctx, cfg)),
         )
         loss_fn = with_options(ctx.registry("losses").get(cfg.loss), cfg.loss_options, f"stages.{ctx.name}")

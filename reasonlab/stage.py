@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from reasonlab.schema import DataSpec, MeshSpec, PluginRef, Strict
 
@@ -36,7 +36,9 @@ class TrainingStageConfig(StageConfig):
     steps           -> optimiser steps
     batch_size      -> rows per step
     learning_rate   -> peak learning rate (AdamW; linear warmup then cosine decay)
-    warmup_ratio    -> fraction of steps spent warming up
+    warmup_ratio    -> fraction of steps spent warming up (``warmup_steps`` wins when set)
+    schedule, final_lr_ratio, weight_decay, adam_b1, adam_b2, max_grad_norm -> the
+                       optimiser, with one meaning for every stage: ``reasonlab.optim``
     max_prompt_tokens / max_completion_tokens -> the length budget: longer rows are
                        dropped (never truncated: truncation teaches endless output)
     checkpoint_every -> orbax checkpoint interval in steps (default: only the last step)
@@ -47,6 +49,13 @@ class TrainingStageConfig(StageConfig):
     batch_size: PositiveInt = 4
     learning_rate: PositiveFloat = 1e-4
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    warmup_steps: NonNegativeInt | None = None
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    final_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0, allow_inf_nan=False)
+    adam_b1: float = Field(0.9, ge=0.0, lt=1.0)
+    adam_b2: float = Field(0.999, ge=0.0, lt=1.0)
+    max_grad_norm: PositiveFloat | None = None
     max_prompt_tokens: PositiveInt = 256
     max_completion_tokens: PositiveInt = 256
     checkpoint_every: PositiveInt | None = None

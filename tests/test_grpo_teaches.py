@@ -107,4 +107,6 @@ def test_grpo_on_a_scripted_reward_raises_it(tmp_path):
     rewards = [r["reward/total/mean"] for r in read_metrics(run_dir_of(runs, "scripted")) if "reward/total/mean" in r]
     assert len(rewards) == 30
     first, last = np.mean(rewards[:8]), np.mean(rewards[-8:])
-    assert last > first + 0.05 and last > 1.5 * first, (first, last, rewards)
+    # the share of '7's starts near 0.01 (how near depends on the tiny tokenizer's merges); a sign
+    # or scale error leaves it there or lower, a working update multiplies it (5x here)
+    assert last > 2 * first and last > first + 0.02, (first, last, rewards)

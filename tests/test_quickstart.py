@@ -34,7 +34,8 @@ def test_eval_before_and_after(quickstart_run):
     report = json.loads((run_dir / "stages" / "eval" / "eval.json").read_text())
     assert report["protocol"] == "greedy" and report["metrics"]["items"] == 16
     samples = (run_dir / "stages" / "eval" / "samples.jsonl").read_text().splitlines()
-    assert len(samples) == 16
+    assert len(samples) == 16 + 16  # greedy, then the profile's one sample per item at temperature 0.7
+    assert report["metrics"]["sampled_n"] == 16 and "sampled_format_accuracy" in report["metrics"]
 
 
 def test_both_stages_checkpointed_with_orbax(quickstart_run):
