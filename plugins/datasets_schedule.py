@@ -10,6 +10,9 @@ its ``new_per_session`` new rows plus replayed rows from earlier sessions at
 ``review_ratio`` old per new (1.0 = the README's 1:1, 2.0 = the code's 1:2). Which rows
 are old is fixed by the session number, so a later session (a later stage, or a run
 resumed tomorrow) always knows; each stage also records the rows it used in its folder.
+``new_rows = [start, end]`` and ``review_rows = [start, end]`` name the row ranges
+outright instead (the 2B-think team's session 2 retrains rows 500–999 with 500 replayed
+from rows 0–499); ``review_ratio = 0`` replays nothing.
 
 Inner-source options go in ``inner_options``.
 """
@@ -43,8 +46,14 @@ def review(arg: str, spec) -> list[dict]:
     rows = _inner(arg, spec)
     session = int(spec.options.get("session", 1))
     per = int(spec.options.get("new_per_session", 64))
-    new = rows[(session - 1) * per: session * per]
-    old = rows[: (session - 1) * per]
+    start, end = spec.options.get("new_rows", ((session - 1) * per, session * per))
+    low, high = spec.options.get("review_rows", (0, start))
+    new, old = rows[start:end], rows[low:high]
+    if len(new) < end - start:
+        from reasonlab.errors import DataError
+
+        raise DataError(f"rows {start}–{end - 1} asked for, but the inner source has {len(rows)}",
+                        where="data.options", hint="lower new_rows / session, or use a larger source")
     rng = random.Random(spec.options.get("seed", 0) * 1000 + session)
     replay = rng.sample(old, min(len(old), round(len(new) * float(spec.options.get("review_ratio", 1.0)))))
     mixed = [{**r, "review": False} for r in new] + [{**r, "review": True} for r in replay]
@@ -61,6 +70,13 @@ def _check(known):
         unknown = set(spec.options) - known
         if unknown:
             raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", hint=f"known: {', '.join(sorted(known))}")
+        for key in ("new_rows", "review_rows"):
+            value = spec.options.get(key)
+            if value is not None and not (isinstance(value, list) and len(value) == 2
+                                          and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                                          and 0 <= value[0] < value[1]):
+                raise DataError(f"data.options.{key} must be [start, end] with 0 <= start < end, got {value!r}",
+                                where=f"data.options.{key}")
 
     return check
 
@@ -81,7 +97,8 @@ def _inner_columns(extra=()):
 curriculum.check = _check({"difficulty_field", "by", "seed", "inner_options"})
 curriculum.columns = _inner_columns()
 review.columns = _inner_columns(["review"])
-review.check = _check({"session", "new_per_session", "review_ratio", "seed", "inner_options"})
+review.check = _check({"session", "new_per_session", "new_rows", "review_rows", "review_ratio", "seed",
+                       "inner_options"})
 
 
 @hookimpl

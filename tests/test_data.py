@@ -66,3 +66,26 @@ def test_prompt_and_target_rendering():
     row = {"question": "2+2?", "reasoning": "2 + 2 = 4", "answer": "4"}
     assert "Question: 2+2?" in render_prompt(row, spec) and "<reasoning>" in render_prompt(row, spec)
     assert render_target(row, spec) == "<reasoning>2 + 2 = 4</reasoning><answer>4</answer>"
+
+
+def test_review_takes_the_row_ranges_it_is_given():
+    """2B-think's session 2: rows 500–999 again with 500 replayed from rows 0–499 (here 4–7 and 0–3)."""
+    import pytest
+
+    from reasonlab.data import load_rows
+    from reasonlab.errors import DataError
+    from reasonlab.plugins import get_plugins
+    from reasonlab.schema import DataSpec
+    from reasonlab_plugins.datasets_arithmetic import generate
+
+    inner = [r["question"] for r in generate(n=16)]
+    spec = DataSpec(source="review:arithmetic", options={"new_rows": [4, 8], "review_rows": [0, 4],
+                                                        "review_ratio": 1.0, "inner_options": {"n": 16}})
+    rows = load_rows(spec, get_plugins())
+    assert sorted(r["question"] for r in rows if not r["review"]) == sorted(inner[4:8])
+    assert sorted(r["question"] for r in rows if r["review"]) == sorted(inner[0:4])
+    none = load_rows(spec.model_copy(update={"options": {**spec.options, "review_ratio": 0.0}}), get_plugins())
+    assert not any(r["review"] for r in none) and len(none) == 4
+    for bad in ([8, 4], [0], "0-4", [0, 40]):
+        with pytest.raises(DataError, match="new_rows|rows"):
+            load_rows(spec.model_copy(update={"options": {**spec.options, "new_rows": bad}}), get_plugins())

@@ -70,7 +70,20 @@ def test_consensus_fixed_and_broke_counts():
     metrics = EvalStage._consensus(greedy, draws, rows, prompts, answer_match, cfg)
     low, high = wilson(2, 3)
     assert metrics == {"consensus_accuracy": 2 / 3, "consensus_fixed": 1.0, "consensus_broke": 1.0,
-                       "consensus_accuracy_ci95_low": low, "consensus_accuracy_ci95_high": high}
+                       "consensus_accuracy_ci95_low": low, "consensus_accuracy_ci95_high": high,
+                       "consensus_answered": 3.0, "consensus_accuracy_answered": 2 / 3}
+
+
+def test_consensus_counts_no_answer_as_wrong_and_reports_the_answered_rate():
+    """2B-think's README: 62 right of the 87 votes that produced an answer, of 100 questions."""
+    rows = [{"question": f"q{i}", "answer": "1"} for i in range(4)]
+    prompts = ["p"] * 4
+    greedy = score_samples(prompts, ["<answer>1</answer>"] * 4, rows, answer_match, "answer")
+    votes = [[{"answer": a} for a in ("1", "1", None, "2")]] * 3      # item 2: no draw produced an answer
+    cfg = EvalConfig(data={"source": "arithmetic"}, protocol="consensus")
+    metrics = EvalStage._consensus(greedy, votes, rows, prompts, answer_match, cfg)
+    assert metrics["consensus_accuracy"] == 2 / 4                      # the headline: no answer is wrong
+    assert (metrics["consensus_answered"], metrics["consensus_accuracy_answered"]) == (3.0, 2 / 3)
 
 
 @pytest.mark.slow
