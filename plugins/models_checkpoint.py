@@ -42,6 +42,8 @@ PRESETS = [
     Preset("gemma2-2b-it", "gemma2", "google/gemma-2-2b-it", "google/gemma-2/transformers/gemma-2-2b-it"),
 ]
 STOP_IDS = [1, 106]
+# Gemma's turns (no system role: a system prompt opens the user turn), as in its chat template
+GEMMA_CHAT = "<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n"
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -155,7 +157,8 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None):
     tokenizer = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
     if tokenizer.pad_id() != 0:
         raise ModelError(f"tokenizer pad id is {tokenizer.pad_id()}, reasonlab needs 0", where=str(directory / "tokenizer.model"))
-    return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=STOP_IDS, source_dir=directory)
+    return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=STOP_IDS, source_dir=directory,
+                       chat_template=GEMMA_CHAT if preset.name.endswith("-it") else None)
 
 
 def loader(preset: Preset):

@@ -64,7 +64,9 @@ class DistillStage:
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field], cfg.data)
         teacher = ctx.registry("judges").get("openai")(cfg.teacher)
-        prompts = [render_prompt(r, cfg.data.model_copy(update={"template": "{question}"})) for r in rows]
+        # the teacher gets the bare question (its own chat API does the turns)
+        prompts = [render_prompt(r, cfg.data.model_copy(update={"template": "{question}", "system_prompt": None,
+                                                               "chat": False})) for r in rows]
         replies = teacher.complete_many([[{"role": "system", "content": TEACHER_SYSTEM},
                                           {"role": "user", "content": p}] for p in prompts])
         tokenizer = ctx.model.tokenizer
@@ -78,7 +80,8 @@ class DistillStage:
                     continue
                 parsed = {"reasoning": "", "answer": "", "checkpoints": []}
             chosen = format_target(parsed["reasoning"].strip(), parsed["answer"].strip())
-            too_long = (len(tokenizer.encode(render_prompt(row, cfg.data))) + 1 > cfg.max_prompt_tokens
+            too_long = (len(tokenizer.encode(render_prompt(row, cfg.data, ctx.model.chat_template))) + 1
+                        > cfg.max_prompt_tokens
                         or len(tokenizer.encode(chosen)) + 1 > cfg.max_completion_tokens)
             if too_long:
                 dropped["length"] += 1

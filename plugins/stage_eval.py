@@ -142,11 +142,13 @@ class EvalStage:
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field, cfg.data.answer_field], cfg.data)
         total = len(rows)
-        rows = [r for r in rows if len(bundle.tokenizer.encode(render_prompt(r, cfg.data))) + 1 <= cfg.max_prompt_tokens]
+        chat = bundle.chat_template
+        rows = [r for r in rows
+                if len(bundle.tokenizer.encode(render_prompt(r, cfg.data, chat))) + 1 <= cfg.max_prompt_tokens]
         if not rows:
             raise DataError(f"all {total} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
-        prompts = [render_prompt(r, cfg.data) for r in rows]
+        prompts = [render_prompt(r, cfg.data, chat) for r in rows]
         answer_fn = ctx.registry("rewards").get(cfg.answer_reward)
         generate = Generator(bundle, cfg.max_prompt_tokens, cfg.max_completion_tokens, cfg.batch_size)
         ctx.progress.set_total(len(prompts))

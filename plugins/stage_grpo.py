@@ -89,8 +89,8 @@ def _column_value(value):
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def prompt_records(rows, cfg, tokenizer):
-    records = [{"prompts": render_prompt(r, cfg.data), **{k: _column_value(v) for k, v in r.items()}} for r in rows]
+def prompt_records(rows, cfg, tokenizer, chat_template: str | None = None):
+    records = [{"prompts": render_prompt(r, cfg.data, chat_template), **{k: _column_value(v) for k, v in r.items()}} for r in rows]
     lengths = [(len(tokenizer.encode(r["prompts"])) + 1,) for r in records]
     return apply_length_budget(records, lengths, (cfg.max_prompt_tokens,))
 
@@ -323,7 +323,7 @@ class GRPOStage:
         bundle = ctx.model
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field], cfg.data)
-        budget = prompt_records(rows, cfg, bundle.tokenizer)
+        budget = prompt_records(rows, cfg, bundle.tokenizer, bundle.chat_template)
         ctx.log({"data/rows": len(rows), "data/dropped_overlength": budget.dropped}, 0)
         if not budget.kept:
             raise DataError(f"all {len(rows)} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",

@@ -173,7 +173,7 @@ class PreferenceStage:
                               where=f"stages.{ctx.name}.loss", hint="use dpo, orpo, simpo or a preference loss plugin")
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field], cfg.data)
-        prompts = [render_prompt(r, cfg.data) for r in rows]
+        prompts = [render_prompt(r, cfg.data, bundle.chat_template) for r in rows]
         budget = tokenize_pairs(build_pairs(ctx, cfg, rows, prompts), bundle.tokenizer,
                                 cfg.max_prompt_tokens, cfg.max_completion_tokens)
         ctx.log({"data/rows": len(rows), "data/pairs": len(budget.kept), "data/dropped_overlength": budget.dropped}, 0)

@@ -43,10 +43,11 @@ def with_options(loss_fn, options: dict, where: str):
     return functools.partial(loss_fn, **options)
 
 
-def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: int):
+def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: int, chat_template: str | None = None):
     """(prompt ids with bos, completion ids with eos) per row, over-long rows dropped."""
     pairs = [
-        ([tokenizer.bos_id(), *tokenizer.encode(render_prompt(r, spec))], [*tokenizer.encode(render_target(r, spec)), tokenizer.eos_id()])
+        ([tokenizer.bos_id(), *tokenizer.encode(render_prompt(r, spec, chat_template))],
+         [*tokenizer.encode(render_target(r, spec)), tokenizer.eos_id()])
         for r in rows
     ]
     return apply_length_budget(pairs, [(len(p), len(c)) for p, c in pairs], (max_prompt, max_completion))
@@ -114,7 +115,8 @@ class SFTStage:
         columns = [cfg.data.question_field] + ([cfg.data.completion_field] if cfg.data.completion_field
                                                else [cfg.data.reasoning_field, cfg.data.answer_field])
         require_columns(rows, columns, cfg.data)
-        budget = tokenize_examples(rows, cfg.data, bundle.tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens)
+        budget = tokenize_examples(rows, cfg.data, bundle.tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens,
+                                   bundle.chat_template)
         ctx.log({"data/rows": len(rows), "data/dropped_overlength": budget.dropped}, 0)
         if not budget.kept:
             raise DataError(f"all {len(rows)} rows exceed the length budget "

@@ -90,9 +90,19 @@ def require_rows(rows: list, n: int, spec: DataSpec, why: str = "") -> list:
     return rows
 
 
-def render_prompt(row: dict, spec: DataSpec) -> str:
+def render_prompt(row: dict, spec: DataSpec, chat_template: str | None = None) -> str:
+    """The row's prompt: ``template`` filled in, after ``system_prompt``, inside the model's
+    ``chat_template`` turns when it has one (``spec.chat = False`` keeps plain text)."""
     template = spec.template or DEFAULT_TEMPLATE
-    return template.format(question=row[spec.question_field])
+    text = template.format(question=row[spec.question_field])
+    if spec.system_prompt:
+        text = f"{spec.system_prompt}\n\n{text}"
+    if spec.chat is True and not chat_template:
+        raise DataError("data.chat = true, but this model has no chat template", where="data.chat",
+                        hint="an instruction-tuned (-it) preset has one; leave chat out for a base model")
+    if chat_template and spec.chat is not False:
+        text = chat_template.format(user=text)
+    return text
 
 
 def render_target(row: dict, spec: DataSpec) -> str:

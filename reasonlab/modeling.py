@@ -27,6 +27,9 @@ class ModelBundle:
     stop_ids: list[int] = field(default_factory=list)
     base: Any = None
     source_dir: Path | None = None  # HF-format safetensors the weights came from (for export)
+    # an instruction-tuned model's turns around a user message, "...{user}...": prompts are
+    # wrapped in it unless the data says ``chat = false`` (base models have none)
+    chat_template: str | None = None
 
     @property
     def lora(self) -> bool:
@@ -49,7 +52,7 @@ def apply_lora(bundle: ModelBundle, spec, seed: int) -> ModelBundle:
     provider = qwix.LoraProvider(module_path=spec.modules, rank=spec.rank, alpha=float(spec.alpha))
     lora_model = qwix.apply_lora_to_model(bundle.model, provider, rngs=nnx.Rngs(seed), **bundle.model.get_model_input())
     return ModelBundle(lora_model, bundle.tokenizer, bundle.preset, bundle.stop_ids, base=bundle.model,
-                       source_dir=bundle.source_dir)
+                       source_dir=bundle.source_dir, chat_template=bundle.chat_template)
 
 
 def share_backbone(source, *followers) -> None:

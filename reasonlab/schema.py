@@ -78,6 +78,8 @@ class DataSpec(Strict):
     reasoning_field: str = "reasoning"
     completion_field: str | None = None  # a ready-made target; else built from reasoning + answer
     template: str | None = None  # prompt template with {question}; default asks for the tags
+    system_prompt: str | None = None  # put before the prompt (inside the user turn for chat models)
+    chat: bool | None = None  # wrap prompts in the model's chat turns: None = when the model has them
     options: dict[str, Any] = {}  # passed to the loader (e.g. n, seed of a generator)
     order: Literal["shuffle", "as_is"] = "shuffle"  # as_is keeps the loader's order (curricula)
     # the columns the rows have, for sources that cannot say before they are read (hf:); checked against them

@@ -89,3 +89,21 @@ def test_review_takes_the_row_ranges_it_is_given():
     for bad in ([8, 4], [0], "0-4", [0, 40]):
         with pytest.raises(DataError, match="new_rows|rows"):
             load_rows(spec.model_copy(update={"options": {**spec.options, "new_rows": bad}}), get_plugins())
+
+
+def test_prompts_use_the_models_chat_turns_when_it_has_them():
+    import pytest
+
+    from reasonlab.data import render_prompt
+    from reasonlab.errors import DataError
+    from reasonlab.schema import DataSpec
+    from reasonlab_plugins.models_checkpoint import GEMMA_CHAT
+
+    row = {"question": "2+2?"}
+    spec = DataSpec(source="arithmetic", template="{question}", system_prompt="Think, then answer.")
+    assert render_prompt(row, spec) == "Think, then answer.\n\n2+2?"                       # a base model: plain
+    assert render_prompt(row, spec, GEMMA_CHAT) == (
+        "<start_of_turn>user\nThink, then answer.\n\n2+2?<end_of_turn>\n<start_of_turn>model\n")
+    assert render_prompt(row, spec.model_copy(update={"chat": False}), GEMMA_CHAT) == "Think, then answer.\n\n2+2?"
+    with pytest.raises(DataError, match="no chat template"):
+        render_prompt(row, spec.model_copy(update={"chat": True}))
