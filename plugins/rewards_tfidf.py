@@ -1,17 +1,20 @@
 """``tfidf_relevance``: IDEA-E's CPU-side relevance reward (scikit-learn TF-IDF).
 
 score = cosine(tfidf(reasoning), tfidf(prompt + context)) × min(1, target_words / words)
-        + section_bonus × (share of the IDEA-E sections named in the reasoning)
+        + section_bonus × (share of the IDEA-E sections the reasoning heads, "Identify:" …)
 
 It rewards reasoning that stays on the prompt's vocabulary and penalises verbose,
 off-topic traces. The vectoriser is fitted per batch on the prompts, contexts and
 reasonings it scores. It runs in the reward thread pool, off the learner's thread.
 Options: ``target_words`` (default 120), ``context_column`` (optional extra text),
 ``sections`` (default the five IDEA-E headings), ``section_bonus`` (default 0.0; IDEA-E
-recipes set it). The formula is our reading of the writeup ([I] in RECIPES.md).
+recipes set it). A section counts when its name stands as a heading — the whole word, any
+case, followed by a colon — so "facts", "impact" and "exact" do not count as "Act". The formula is our reading of the writeup ([I] in RECIPES.md).
 """
 
 from __future__ import annotations
+
+import re
 
 from reasonlab import hookimpl
 from reasonlab.format import parse_completion
@@ -45,8 +48,8 @@ def tfidf_relevance(prompts, completions, target_words: int = 120, context_colum
         relevance = float(relevances[i])
         score = relevance * min(1.0, target_words / words)
         if section_bonus:
-            lowered = reasoning.lower()
-            score += section_bonus * sum(s in lowered for s in sections) / len(sections)
+            headed = sum(bool(re.search(rf"\b{re.escape(s)}\s*:", reasoning, re.IGNORECASE)) for s in sections)
+            score += section_bonus * headed / len(sections)
         scores.append(score)
     return scores
 

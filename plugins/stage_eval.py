@@ -16,8 +16,10 @@ the GRPO rollouts do: the ``sampled_*`` metrics then say how often what the poli
 is well formed, which is what RL trains and greedy decoding can hide.
 
 Metrics: ``format_accuracy`` (strict parse), ``partial_format_credit`` (share of the four
-tags present exactly once), ``answer_accuracy`` (``answer_reward``, default "answer_match",
-scoring 1 for a right answer), ``mean_reasoning_words``, ``mean_completion_chars``,
+tags present exactly once), ``answer_accuracy`` (the share of items whose ``answer_reward``
+score, default "answer_match" with ``answer_options``, reaches ``correct_at`` — 1.0: all of
+a code problem's tests, a verifier's full credit), ``answer_score_mean`` (the raw scores'
+mean), ``mean_reasoning_words``, ``mean_completion_chars``,
 ``truncation_rate`` (no stop token within the budget), and ``<metric>/<domain>`` when rows
 carry a ``domain``. Each accuracy comes with its 95 % Wilson interval
 (``<metric>_ci95_low``/``_high``) and ``n``, the items it is over. ``consensus`` and
@@ -28,6 +30,7 @@ Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -64,6 +67,8 @@ class EvalConfig(StageConfig):
     # which sorts every logit per token: Gemma's 262k take minutes per batch on a CPU)
     k: list[PositiveInt] = [1]
     answer_reward: Annotated[str, PluginRef("rewards")] = "answer_match"
+    answer_options: dict = {}  # the answer reward's options (e.g. the ones its GRPO stage trains with)
+    correct_at: float = Field(1.0, allow_inf_nan=False)  # an answer score at or above this is a right answer
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -88,18 +93,21 @@ def _key(answer: str):
     return round(number, 6) if number is not None else answer.strip().lower()
 
 
-def score_samples(prompts, completions, rows, answer_fn, answer_column: str) -> list[dict]:
+def score_samples(prompts, completions, rows, answer_fn, answer_column: str, correct_at: float = 1.0) -> list[dict]:
+    """Score each completion; ``correct`` is 1.0 when the answer reward reaches ``correct_at``
+    (so an accuracy is a share of items, whatever the reward's scale), ``score`` its raw value."""
     columns = {key: [row.get(key) for row in rows] for key in rows[0]}
-    correct = answer_fn(prompts, completions, **columns)
+    scores = answer_fn(prompts, completions, **columns)
     out = []
-    for prompt, completion, row, right in zip(prompts, completions, rows, correct):
+    for prompt, completion, row, score in zip(prompts, completions, rows, scores):
+        score = float(score or 0.0)
         parsed = parse_completion(completion)
         reasoning = re.search(r"<reasoning>(.*?)(?:</reasoning>|$)", completion, re.DOTALL)
         out.append({"prompt": prompt, "completion": completion, "answer": parsed.answer,
                     "gold": row.get(answer_column), "format": float(parsed.strict and bool(parsed.answer)),
                     "partial": sum(completion.count(t) == 1 for t in TAGS) / len(TAGS),
                     "reasoning_words": float(len(reasoning.group(1).split())) if reasoning else 0.0,
-                    "correct": float(right), "domain": row.get("domain")})
+                    "correct": float(score >= correct_at), "score": score, "domain": row.get("domain")})
     return out
 
 
@@ -117,6 +125,7 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
         f"{prefix}format_accuracy": sum(s["format"] for s in samples) / n,
         f"{prefix}partial_format_credit": sum(s["partial"] for s in samples) / n,
         f"{prefix}answer_accuracy": sum(s["correct"] for s in samples) / n,
+        f"{prefix}answer_score_mean": sum(s.get("score", s["correct"]) for s in samples) / n,
         f"{prefix}mean_reasoning_words": sum(s["reasoning_words"] for s in samples) / n,
         f"{prefix}mean_completion_chars": sum(len(s["completion"]) for s in samples) / n,
     }
@@ -150,12 +159,14 @@ class EvalStage:
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
         prompts = [render_prompt(r, cfg.data, chat) for r in rows]
         answer_fn = ctx.registry("rewards").get(cfg.answer_reward)
+        if cfg.answer_options:
+            answer_fn = functools.partial(answer_fn, **cfg.answer_options)
         generate = Generator(bundle, cfg.max_prompt_tokens, cfg.max_completion_tokens, cfg.batch_size)
         ctx.progress.set_total(len(prompts))
 
         def sample(temperature, top_k, seed):
             texts, truncated = generate(prompts, temperature, top_k, seed)
-            samples = score_samples(prompts, texts, rows, answer_fn, cfg.data.answer_field)
+            samples = score_samples(prompts, texts, rows, answer_fn, cfg.data.answer_field, cfg.correct_at)
             for s, t in zip(samples, truncated):
                 s["truncated"] = float(t)
             return samples
@@ -195,7 +206,7 @@ class EvalStage:
     def _consensus(greedy, draws, rows, prompts, answer_fn, cfg) -> dict[str, float]:
         voted = [majority([d[i]["answer"] for d in draws]) for i in range(len(prompts))]
         completions = [f"<reasoning></reasoning><answer>{v or ''}</answer>" for v in voted]
-        scored = score_samples(prompts, completions, rows, answer_fn, cfg.data.answer_field)
+        scored = score_samples(prompts, completions, rows, answer_fn, cfg.data.answer_field, cfg.correct_at)
         fixed = sum(1 for g, s in zip(greedy, scored) if not g["correct"] and s["correct"])
         broke = sum(1 for g, s in zip(greedy, scored) if g["correct"] and not s["correct"])
         accuracy = sum(s["correct"] for s in scored) / len(scored)

@@ -53,7 +53,9 @@ def _reward_specs(config):
                 if isinstance(item, RewardSpec):
                     yield f"{name}[{i}]", item
         elif isinstance(value, str) and any(isinstance(m, PluginRef) and m.kind == "rewards" for m in info.metadata):
-            yield name, RewardSpec(name=value)
+            # a "<x>_reward" key takes its options from "<x>_options" (an eval's answer_reward / answer_options)
+            options = getattr(config, name.removesuffix("_reward") + "_options", None) if name.endswith("_reward") else None
+            yield name, RewardSpec(name=value, options=options if isinstance(options, dict) else {})
 
 
 def check_rewards(recipe, plugins, columns_of=None, ready_for=()) -> None:

@@ -50,7 +50,7 @@ def test_tfidf_relevance_prefers_on_topic_concise_reasoning():
     verbose = wrap("tell", " ".join(["The doctor should tell the patient about the treatment."] * 40))
     scores = tfidf_relevance([prompt] * 4, [on_topic, off_topic, verbose, "no tags"], target_words=40)
     assert scores[0] > scores[2] > scores[1] >= 0 and scores[3] == 0
-    sectioned = wrap("x", "Identify the facts. Determine the conflict. Explore options. Act on one. Evaluate it.")
+    sectioned = wrap("x", "Identify: the facts. Determine: the conflict. Explore: options. Act: on one. Evaluate: it.")
     assert tfidf_relevance([prompt], [sectioned], section_bonus=0.5)[0] >= 0.5
 
 
@@ -79,3 +79,14 @@ def test_a_timed_out_math_answer_does_not_delay_the_next_one():
     elapsed = time.perf_counter() - start
     assert scores == [0.0, 0.0, 0.0, 1.0]
     assert elapsed < 3 * 1.0 + 4.0, elapsed  # three limits, plus at most a spare's import between them
+
+
+def test_tfidf_sections_count_only_as_headings():
+    prompt = "A nurse and a patient's family."
+    def bonus(reasoning):
+        completion = f"<reasoning>{reasoning}</reasoning><answer>x</answer>"
+        with_bonus = tfidf_relevance([prompt], [completion], section_bonus=1.0)[0]
+        return with_bonus - tfidf_relevance([prompt], [completion])[0]
+    assert bonus("The facts have an impact; the exact act of evaluation matters.") == pytest.approx(0.0)
+    assert bonus("Identify: the facts. ACT : tell the family.") == pytest.approx(2 / 5)
+    assert bonus("identify: a. determine: b. explore: c. act: d. evaluate: e.") == pytest.approx(1.0)
