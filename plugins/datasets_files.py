@@ -5,8 +5,12 @@
 - ``source = "hf:owner/name"`` (``data.options.name`` picks a config), needs the network
   or a populated HF cache.
 
-``data.options.answer_separator`` (e.g. "####" for GSM8K) splits the ``answer`` column
-into ``reasoning`` (before) and ``answer`` (after), for either source.
+Field mapping, for either source (``split_answers``): ``answer_separator`` (e.g. "####"
+for GSM8K) splits the answer column into reasoning (before) and answer (after);
+``reasoning_tags = ["<think>", "</think>"]`` takes the reasoning from inside the tags and the
+answer from after them; ``assistant_content = true`` reads a chat-message answer column
+(its last assistant message). So SFT on raw reasoning or preference data still learns the
+``<reasoning>…</reasoning><answer>…</answer>`` format.
 """
 
 from __future__ import annotations
@@ -44,10 +48,24 @@ def check_file(arg: str, spec) -> None:
                         hint="check its permissions")
     if path.suffix not in _BUILDERS:
         raise DataError(f"unsupported file type {path.suffix!r}", where=str(path), hint=f"use one of {', '.join(_BUILDERS)}")
+    check_mapping(spec)
     if path.suffix == ".jsonl":
         bad = _find_bad_jsonl_row(path, PEEK_ROWS)
         if bad:
             raise bad
+
+
+def check_mapping(spec) -> None:
+    unknown = set(spec.options) - {"name", "answer_separator", "reasoning_tags", "assistant_content"}
+    if unknown:
+        raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", where="data.options",
+                        hint="known: name, answer_separator, reasoning_tags, assistant_content")
+    tags = spec.options.get("reasoning_tags")
+    if tags is not None and not (isinstance(tags, list) and len(tags) == 2 and all(isinstance(t, str) and t for t in tags)):
+        raise DataError(f"data.options.reasoning_tags must be [opening, closing], got {tags!r}",
+                        where="data.options.reasoning_tags", hint='e.g. ["<think>", "</think>"]')
+    if not isinstance(spec.options.get("assistant_content", False), bool):
+        raise DataError("data.options.assistant_content must be true or false", where="data.options.assistant_content")
 
 
 def jsonl_columns(arg: str, spec) -> set[str] | None:
@@ -105,14 +123,42 @@ def load_file(arg: str, spec) -> list[dict]:
 
 
 def split_answers(rows: list[dict], spec) -> list[dict]:
-    separator = spec.options.get("answer_separator")
-    if not separator:
+    """Map a source's fields into ``reasoning_field`` and ``answer_field`` (data options):
+
+    - ``assistant_content = true``: the answer field holds a chat (a list of ``{role, content}``
+      messages, e.g. UltraFeedback's ``chosen``): its last assistant message is the answer;
+    - ``reasoning_tags = ["<think>", "</think>"]``: the text inside the tags is the reasoning
+      and what follows the closing tag the answer (R1-style traces, e.g. Magpie-Reasoning);
+    - ``answer_separator = "####"``: before the separator is the reasoning, after it the answer
+      (GSM8K).
+
+    A row without reasoning gets an empty one, so SFT's target is still
+    ``<reasoning>…</reasoning><answer>…</answer>``.
+    """
+    options = spec.options
+    separator, tags = options.get("answer_separator"), options.get("reasoning_tags")
+    chats = options.get("assistant_content", False)
+    if not (separator or tags or chats):
         return rows
     for row in rows:
-        text = str(row.get(spec.answer_field, ""))
-        if separator in text:
-            reasoning, _, answer = text.rpartition(separator)
-            row[spec.reasoning_field], row[spec.answer_field] = reasoning.strip(), answer.strip()
+        value = row.get(spec.answer_field, "")
+        if chats and isinstance(value, list):
+            replies = [m.get("content", "") for m in value if isinstance(m, dict) and m.get("role") == "assistant"]
+            value = replies[-1] if replies else ""
+        text = str(value)
+        reasoning = None
+        if tags:
+            opening, closing = tags
+            if closing in text:
+                reasoning, _, text = text.partition(closing)
+                reasoning = reasoning.split(opening, 1)[-1]
+        elif separator and separator in text:
+            reasoning, _, text = text.rpartition(separator)
+        row[spec.answer_field] = text.strip()
+        if reasoning is not None:
+            row[spec.reasoning_field] = reasoning.strip()
+        else:
+            row.setdefault(spec.reasoning_field, "")
     return rows
 
 
@@ -132,6 +178,7 @@ def load_hub(arg: str, spec) -> list[dict]:
 
 load_file.check = check_file
 load_file.columns = jsonl_columns
+load_hub.check = lambda arg, spec: check_mapping(spec)
 
 
 @hookimpl

@@ -107,3 +107,28 @@ def test_prompts_use_the_models_chat_turns_when_it_has_them():
     assert render_prompt(row, spec.model_copy(update={"chat": False}), GEMMA_CHAT) == "Think, then answer.\n\n2+2?"
     with pytest.raises(DataError, match="no chat template"):
         render_prompt(row, spec.model_copy(update={"chat": True}))
+
+
+def test_source_fields_map_into_the_tag_format(tmp_path):
+    """Format-Align-Reinforce's SFT data: an R1 trace (Magpie) and a chat reply (UltraFeedback)
+    become <reasoning>…</reasoning><answer>…</answer> targets."""
+    import json
+
+    from reasonlab.data import load_rows, render_target
+    from reasonlab.plugins import get_plugins
+    from reasonlab.schema import DataSpec
+
+    magpie = tmp_path / "magpie.jsonl"
+    magpie.write_text(json.dumps({"instruction": "2+2?", "response": "<think>\nTwo and two make four.\n</think>\n\nIt is 4."}) + "\n")
+    spec = DataSpec(source=f"file:{magpie}", question_field="instruction", answer_field="response",
+                    options={"reasoning_tags": ["<think>", "</think>"]})
+    row = load_rows(spec, get_plugins())[0]
+    assert render_target(row, spec) == "<reasoning>Two and two make four.</reasoning><answer>It is 4.</answer>"
+
+    feedback = tmp_path / "feedback.jsonl"
+    chat = [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}]
+    feedback.write_text(json.dumps({"prompt": "Say hi", "chosen": chat}) + "\n")
+    spec = DataSpec(source=f"file:{feedback}", question_field="prompt", answer_field="chosen",
+                    options={"assistant_content": True})
+    row = load_rows(spec, get_plugins())[0]
+    assert render_target(row, spec) == "<reasoning></reasoning><answer>Hi!</answer>"
