@@ -61,6 +61,16 @@ def write_recipe(tmp_path, rewards, steps=2, extra=""):
     return path
 
 
+def recipe_on_file(tmp_path, rewards, rows, data_extra=""):
+    """The contract recipe reading ``rows`` from a JSONL file instead of the generator."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = write_recipe(tmp_path, rewards).read_text().replace(
+        'source = "arithmetic", options = { n = 16 }', f'source = "file:{data}"{data_extra}')
+    (tmp_path / "contract.toml").write_text(recipe)
+    return tmp_path / "contract.toml"
+
+
 def test_validate_rejects_a_reward_whose_column_the_data_lacks(tmp_path):
     recipe = write_recipe(tmp_path, '{ name = "format_strict" }, { name = "code_tests" }')
     result = reasonlab("validate", recipe)
@@ -93,35 +103,26 @@ def test_g_rar_base_is_rejected_because_gsm8k_has_no_rubrics():
 
 def test_validate_reads_a_jsonl_files_columns_for_its_rewards(tmp_path):
     """A local JSONL file's columns are read from its first row: no ``data.columns`` needed."""
-    data = tmp_path / "rows.jsonl"
-    data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
-    recipe = write_recipe(tmp_path, '{ name = "answer_match" }, { name = "checkpoints" }').read_text().replace(
-        'source = "arithmetic", options = { n = 16 }', f'source = "file:{data}"')
-    (tmp_path / "contract.toml").write_text(recipe)
-    result = reasonlab("validate", tmp_path / "contract.toml")
+    recipe = recipe_on_file(tmp_path, '{ name = "answer_match" }, { name = "checkpoints" }',
+                            [{"question": "1+1?", "answer": "2"}])
+    result = reasonlab("validate", recipe)
     assert result.returncode == 2 and "stages.grpo.rewards[1]" in result.stderr, result.stderr
     assert "'checkpoints'" in result.stderr and "it has answer, question" in result.stderr
 
 
 def test_declared_data_columns_are_checked_against_the_rows(tmp_path):
-    data = tmp_path / "rows.jsonl"
-    data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
-    recipe = write_recipe(tmp_path, '{ name = "answer_match" }').read_text().replace(
-        'source = "arithmetic", options = { n = 16 }', f'source = "file:{data}", columns = ["question", "rubric"]')
-    (tmp_path / "contract.toml").write_text(recipe)
-    result = reasonlab("run", tmp_path / "contract.toml", "--no-progress", "--runs-dir", tmp_path / "runs")
+    recipe = recipe_on_file(tmp_path, '{ name = "answer_match" }', [{"question": "1+1?", "answer": "2"}],
+                            ', columns = ["question", "rubric"]')
+    result = reasonlab("run", recipe, "--no-progress", "--runs-dir", tmp_path / "runs")
     assert result.returncode == 2 and "'rubric'" in result.stderr and "row 0 lacks" in result.stderr
 
 
 def test_preflight_stops_before_any_stage_trains(tmp_path):
     """A column only the rows can tell about (a file source): caught before the model loads."""
-    data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"question": f"{i}+1?", "answer": str(i + 1)}) + "\n" for i in range(4)))
-    recipe = write_recipe(tmp_path, '{ name = "checkpoints" }').read_text().replace(
-        'source = "arithmetic", options = { n = 16 }', f'source = "file:{data}"')
-    (tmp_path / "contract.toml").write_text(recipe)
+    recipe = recipe_on_file(tmp_path, '{ name = "checkpoints" }',
+                            [{"question": f"{i}+1?", "answer": str(i + 1)} for i in range(4)])
     start = time.perf_counter()
-    result = reasonlab("run", tmp_path / "contract.toml", "--no-progress", "--runs-dir", tmp_path / "runs")
+    result = reasonlab("run", recipe, "--no-progress", "--runs-dir", tmp_path / "runs")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "'checkpoints'" in result.stderr and "stages.grpo.rewards[0]" in result.stderr
     assert time.perf_counter() - start < 30  # no model was loaded, nothing compiled
