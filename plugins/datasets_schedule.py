@@ -35,11 +35,28 @@ def _inner(arg: str, spec):
 
 def curriculum(arg: str, spec) -> list[dict]:
     rows = _inner(arg, spec)
+    by_pass_rate = spec.options.get("by", "difficulty") == "pass_rate"
+    field = "pass_rate" if by_pass_rate else spec.options.get("difficulty_field", "difficulty")
+    _check_levels(rows, field, arg, levels=not by_pass_rate)  # all failed alike is a measurement, not a mistake
     random.Random(spec.options.get("seed", 0)).shuffle(rows)
-    if spec.options.get("by", "difficulty") == "pass_rate":
-        return sorted(rows, key=lambda r: -float(r.get("pass_rate", 0.0)))
-    field = spec.options.get("difficulty_field", "difficulty")
-    return sorted(rows, key=lambda r: float(r.get(field, 0)))
+    return sorted(rows, key=lambda r: -r[field] if by_pass_rate else r[field])
+
+
+def _check_levels(rows: list[dict], field: str, arg: str, levels: bool = True) -> None:
+    """A curriculum needs a numeric difficulty on every row and at least two levels: else it
+    would train in a shuffled order while the recipe says easy to hard."""
+    from reasonlab.errors import DataError
+
+    for index, row in enumerate(rows):
+        value = row.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(f"curriculum:{arg}: row {index} has no numeric {field!r} (got {value!r})",
+                            where="data.options.difficulty_field",
+                            hint="name the column that holds each row's difficulty, or use by = \"pass_rate\"")
+    if levels and len({row[field] for row in rows}) == 1:
+        raise DataError(f"curriculum:{arg}: every row has the same {field} ({rows[0][field]!r} on {len(rows)} rows), "
+                        "so there is no easy-to-hard order", where="data.options",
+                        hint="use a source with several difficulty levels, or drop the curriculum")
 
 
 def review(arg: str, spec) -> list[dict]:

@@ -132,3 +132,98 @@ def test_source_fields_map_into_the_tag_format(tmp_path):
                     options={"assistant_content": True})
     row = load_rows(spec, get_plugins())[0]
     assert render_target(row, spec) == "<reasoning></reasoning><answer>Hi!</answer>"
+
+
+def test_idea_e_dilemmas_hold_out_whole_scenarios_and_have_difficulty_levels():
+    """IDEA-E's set: >= 300 train / >= 100 test items, no test scenario in training, levels 1-3
+    that follow from each case (1 + its complications)."""
+    from reasonlab_plugins.datasets_bundled import idea_e_dilemmas
+
+    train, test = idea_e_dilemmas(n=400), idea_e_dilemmas(n=200, split="test")
+    assert len(train) == 400 and len(test) == 200
+    assert not {r["scenario"] for r in train} & {r["scenario"] for r in test}
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert len({r["scenario"] for r in test}) == 6 and len({r["scenario"] for r in train}) == 18
+    for rows in (train, test):
+        assert {r["difficulty"] for r in rows} == {1, 2, 3}
+        for r in rows:  # each complication is one more sentence of the question and one more principle
+            assert r["difficulty"] == len(r["context"].split("; ")) - 1
+            assert all(f"{s}:" in r["reasoning"] for s in ("Identify", "Determine", "Explore", "Act", "Evaluate"))
+
+
+def test_curriculum_orders_by_difficulty_and_refuses_a_flat_or_missing_one(tmp_path):
+    import json
+
+    import pytest
+
+    from reasonlab.data import load_rows
+    from reasonlab.errors import DataError
+    from reasonlab.plugins import get_plugins
+    from reasonlab.schema import DataSpec
+
+    spec = DataSpec(source="curriculum:idea_e_dilemmas", order="as_is", options={"inner_options": {"n": 60}})
+    levels = [r["difficulty"] for r in load_rows(spec, get_plugins())]
+    assert levels == sorted(levels) and set(levels) == {1, 2, 3}
+
+    flat, missing = tmp_path / "flat.jsonl", tmp_path / "missing.jsonl"
+    flat.write_text("".join(json.dumps({"question": f"q{i}", "answer": "a", "difficulty": 2}) + "\n" for i in range(4)))
+    missing.write_text("".join(json.dumps({"question": f"q{i}", "answer": "a", **({"difficulty": i} if i else {})}) + "\n"
+                               for i in range(4)))
+    with pytest.raises(DataError, match="same difficulty"):
+        load_rows(DataSpec(source=f"curriculum:file:{flat}"), get_plugins())
+    with pytest.raises(DataError, match="row 0 has no numeric 'difficulty'"):
+        load_rows(DataSpec(source=f"curriculum:file:{missing}"), get_plugins())
+
+
+def test_stage_source_keeps_the_items_an_eval_stage_failed(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import reasonlab.runner
+    from reasonlab.data import load_rows
+    from reasonlab.errors import DataError
+    from reasonlab.plugins import get_plugins
+    from reasonlab.schema import DataSpec
+
+    stage = tmp_path / "stages" / "find_hard"
+    stage.mkdir(parents=True)
+    (stage / "items.jsonl").write_text("".join(
+        json.dumps({"question": q, "answer": "1", "pass_rate": p}) + "\n" for q, p in [("a", 0.0), ("b", 0.4), ("c", 1.0)]))
+    monkeypatch.setattr(reasonlab.runner, "_current_run_dir", tmp_path)
+
+    def questions(**options):
+        return [r["question"] for r in load_rows(DataSpec(source="stage:find_hard", options=options), get_plugins())]
+
+    assert questions() == ["a", "b", "c"] and questions(max_pass_rate=0.4) == ["a", "b"]
+    assert questions(max_pass_rate=0.0) == ["a"]
+    (stage / "items.jsonl").write_text(json.dumps({"question": "c", "answer": "1", "pass_rate": 1.0}) + "\n")
+    with pytest.raises(DataError, match="none of the 1 items"):
+        questions(max_pass_rate=0.5)
+    for bad in (1.5, "0.2", True):
+        with pytest.raises(DataError, match="max_pass_rate must be"):
+            questions(max_pass_rate=bad)
+    with pytest.raises(DataError, match="no output of stage 'other'"):
+        load_rows(DataSpec(source="stage:other"), get_plugins())
+
+
+def test_show_tests_puts_mbpps_asserts_in_the_prompt(tmp_path):
+    """MBPP's prompt names the function only in its tests: show_tests appends them (Austin et al., 2021)."""
+    import json
+
+    import pytest
+
+    from reasonlab.data import load_rows
+    from reasonlab.errors import DataError
+    from reasonlab.plugins import get_plugins
+    from reasonlab.schema import DataSpec
+
+    data = tmp_path / "mbpp.jsonl"
+    data.write_text(json.dumps({"text": "Write a function to find the shared elements of two lists.", "code": "...",
+                                "test_list": ["assert similar_elements((3, 4), (4, 5)) == (4,)"]}) + "\n")
+    spec = DataSpec(source=f"file:{data}", question_field="text", answer_field="code", options={"show_tests": "test_list"})
+    [row] = load_rows(spec, get_plugins())
+    assert row["text"] == ("Write a function to find the shared elements of two lists.\n"
+                           "Your code should pass these tests:\nassert similar_elements((3, 4), (4, 5)) == (4,)")
+    with pytest.raises(DataError, match="row 0 has no list of tests in column 'tests'"):
+        load_rows(spec.model_copy(update={"options": {"show_tests": "tests"}}), get_plugins())

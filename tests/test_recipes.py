@@ -68,7 +68,12 @@ def test_recipe_wiring(tiny_runs):
     assert {r["question"] for r in rows if r["review"]} <= first and any(r["review"] for r in rows)
     # curriculum: easy to hard, in order
     difficulties = [json.loads(line)["difficulty"] for line in (tiny_runs["idea_e"] / "stages/grpo/rows.jsonl").read_text().splitlines()]
-    assert difficulties == sorted(difficulties)
+    assert difficulties == sorted(difficulties) and len(set(difficulties)) > 1  # not a flat (no-op) curriculum
+    # Format-Align-Reinforce's session 2: the items session 1's model failed, as find_hard measured them
+    far = tiny_runs["format_align_reinforce"] / "stages"
+    items = [json.loads(line) for line in (far / "find_hard/items.jsonl").read_text().splitlines()]
+    hard = [json.loads(line)["question"] for line in (far / "grpo_hard/rows.jsonl").read_text().splitlines()]
+    assert sorted(hard) == sorted(i["question"] for i in items if i["pass_rate"] <= 0.5) and hard
 
 
 def test_simpo_starts_from_the_sft_model(tiny_runs, tmp_path):
