@@ -10,7 +10,8 @@ for GSM8K) splits the answer column into reasoning (before) and answer (after);
 ``reasoning_tags = ["<think>", "</think>"]`` takes the reasoning from inside the tags and the
 answer from after them; ``assistant_content = true`` reads a chat-message answer column
 (its last assistant message). So SFT on raw reasoning or preference data still learns the
-``<reasoning>…</reasoning><answer>…</answer>`` format.
+``<reasoning>…</reasoning><answer>…</answer>`` format. ``show_tests = "test_list"`` appends a
+code task's asserts to its question (MBPP's prompt format: the function name is in them).
 """
 
 from __future__ import annotations
@@ -56,10 +57,14 @@ def check_file(arg: str, spec) -> None:
 
 
 def check_mapping(spec) -> None:
-    unknown = set(spec.options) - {"name", "answer_separator", "reasoning_tags", "assistant_content"}
+    unknown = set(spec.options) - {"name", "answer_separator", "reasoning_tags", "assistant_content", "show_tests"}
     if unknown:
         raise DataError(f"unknown option(s) {', '.join(sorted(unknown))}", where="data.options",
-                        hint="known: name, answer_separator, reasoning_tags, assistant_content")
+                        hint="known: name, answer_separator, reasoning_tags, assistant_content, show_tests")
+    shown = spec.options.get("show_tests")
+    if shown is not None and not (isinstance(shown, str) and shown):
+        raise DataError(f"data.options.show_tests names the tests column, got {shown!r}",
+                        where="data.options.show_tests", hint='e.g. show_tests = "test_list" (MBPP)')
     tags = spec.options.get("reasoning_tags")
     if tags is not None and not (isinstance(tags, list) and len(tags) == 2 and all(isinstance(t, str) and t for t in tags)):
         raise DataError(f"data.options.reasoning_tags must be [opening, closing], got {tags!r}",
@@ -136,6 +141,8 @@ def split_answers(rows: list[dict], spec) -> list[dict]:
     ``<reasoning>…</reasoning><answer>…</answer>``.
     """
     options = spec.options
+    if options.get("show_tests"):
+        rows = show_tests(rows, spec, options["show_tests"])
     separator, tags = options.get("answer_separator"), options.get("reasoning_tags")
     chats = options.get("assistant_content", False)
     if not (separator or tags or chats):
@@ -159,6 +166,19 @@ def split_answers(rows: list[dict], spec) -> list[dict]:
             row[spec.reasoning_field] = reasoning.strip()
         else:
             row.setdefault(spec.reasoning_field, "")
+    return rows
+
+
+def show_tests(rows: list[dict], spec, column: str) -> list[dict]:
+    """MBPP's own prompt (Austin et al., 2021): the task, then "Your code should pass these
+    tests:" and its asserts, so the prompt names the function the tests call."""
+    for index, row in enumerate(rows):
+        tests = row.get(column)
+        if not isinstance(tests, list) or not tests:
+            raise DataError(f"row {index} has no list of tests in column {column!r}", where="data.options.show_tests",
+                            hint="name the column that holds each row's assert statements")
+        row[spec.question_field] = (f"{row.get(spec.question_field, '')}\nYour code should pass these tests:\n"
+                                    + "\n".join(map(str, tests)))
     return rows
 
 

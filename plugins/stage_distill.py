@@ -108,22 +108,6 @@ class DistillStage:
         return StageResult(ctx.model, metrics)
 
 
-def load_stage_output(arg: str, spec) -> list[dict]:
-    """``source = "stage:NAME"``: the rows a distill stage of this run wrote."""
-    from reasonlab.runner import current_run_dir
-
-    run_dir = current_run_dir()
-    path = run_dir / "stages" / arg / "distilled.jsonl" if run_dir else None
-    if path is None or not path.exists():
-        raise DataError(f"no output of stage {arg!r} in this run", hint="a distill stage of that name must run first")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 @hookimpl
 def register_stages(register):
     register("distill", DistillStage)
-
-
-@hookimpl
-def register_datasets(register):
-    register("stage", load_stage_output)

@@ -25,7 +25,9 @@ carry a ``domain``. Each accuracy comes with its 95 % Wilson interval
 (``<metric>_ci95_low``/``_high``) and ``n``, the items it is over. ``consensus`` and
 ``passk`` always report ``sampled_<metric>`` over all their samples: the format rate of what
 the policy samples, which greedy decoding can hide.
-Writes ``eval.json`` and ``samples.jsonl`` in the stage folder.
+Writes ``eval.json``, ``samples.jsonl`` and ``items.jsonl`` (each item's row with its
+``pass_rate`` over all its completions: ``source = "stage:NAME"`` with ``max_pass_rate`` reads
+back the items the model failed) in the stage folder.
 """
 
 from __future__ import annotations
@@ -108,6 +110,17 @@ def score_samples(prompts, completions, rows, answer_fn, answer_column: str, cor
                     "partial": sum(completion.count(t) == 1 for t in TAGS) / len(TAGS),
                     "reasoning_words": float(len(reasoning.group(1).split())) if reasoning else 0.0,
                     "correct": float(score >= correct_at), "score": score, "domain": row.get("domain")})
+    return out
+
+
+def item_pass_rates(rows: list[dict], greedy: list[dict], extra: list[dict]) -> list[dict]:
+    """Each item's row with ``pass_rate`` over all its completions (greedy, then the extra draws,
+    which come draw by draw in item order) and ``greedy_correct``."""
+    n = len(rows)
+    out = []
+    for i, row in enumerate(rows):
+        results = [greedy[i]["correct"], *(extra[d * n + i]["correct"] for d in range(len(extra) // n))]
+        out.append({**row, "pass_rate": sum(results) / len(results), "greedy_correct": greedy[i]["correct"]})
     return out
 
 
@@ -200,6 +213,9 @@ class EvalStage:
         with open(ctx.dir / "samples.jsonl", "w", encoding="utf-8") as fh:
             for s in greedy + extra_samples:
                 fh.write(json.dumps(s) + "\n")
+        with open(ctx.dir / "items.jsonl", "w", encoding="utf-8") as fh:  # what `source = "stage:NAME"` reads
+            for row in item_pass_rates(rows, greedy, extra_samples):
+                fh.write(json.dumps(row, default=str) + "\n")
         return StageResult(bundle, metrics)
 
     @staticmethod

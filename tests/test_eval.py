@@ -142,3 +142,16 @@ def test_sampled_format_reports_what_the_policy_samples(tmp_path):
     assert len({s["completion"] for s in sampled}) > 1  # really sampled, not four copies of the greedy text
     bad = reasonlab("eval", "tiny", "--set", "sampled_format=-1")
     assert bad.returncode == 2 and "sampled_format" in bad.stderr
+
+
+def test_item_pass_rates_count_each_items_own_completions():
+    from reasonlab_plugins.stage_eval import item_pass_rates
+
+    rows = [{"question": "a"}, {"question": "b"}, {"question": "c"}]
+    greedy = [{"correct": 1.0}, {"correct": 0.0}, {"correct": 0.0}]
+    extra = [{"correct": c} for c in (1.0, 0.0, 1.0,  # draw 1, items a b c
+                                      0.0, 0.0, 1.0)]  # draw 2
+    out = item_pass_rates(rows, greedy, extra)
+    assert [r["pass_rate"] for r in out] == [2 / 3, 0.0, 2 / 3]
+    assert [r["greedy_correct"] for r in out] == [1.0, 0.0, 0.0] and out[0]["question"] == "a"
+    assert [r["pass_rate"] for r in item_pass_rates(rows, greedy, [])] == [1.0, 0.0, 0.0]
