@@ -1,6 +1,7 @@
 """``source = "stage:NAME"``: rows that an earlier stage of this run wrote.
 
 - a ``distill`` stage: the teacher rows it kept (``distilled.jsonl``);
+- a ``rubrics`` stage: its prompts with the rubric the teacher wrote for each (``rubrics.jsonl``);
 - an ``eval`` stage: every item it scored, with the item's own columns and its
   ``pass_rate`` (the share of its completions — greedy plus any samples — that were right)
   and ``greedy_correct`` (``items.jsonl``). ``options.max_pass_rate`` keeps the items at or
@@ -15,7 +16,7 @@ import json
 from reasonlab import hookimpl
 from reasonlab.errors import DataError
 
-OUTPUTS = ("distilled.jsonl", "items.jsonl")  # what a distill / an eval stage writes
+OUTPUTS = ("distilled.jsonl", "rubrics.jsonl", "items.jsonl")  # what distill / rubrics / eval stages write
 
 
 def load_stage_output(arg: str, spec) -> list[dict]:
@@ -27,7 +28,7 @@ def load_stage_output(arg: str, spec) -> list[dict]:
     if path is None:
         raise DataError(f"no output of stage {arg!r} in this run",
                         where=f"data.source = \"stage:{arg}\"",
-                        hint="a distill or eval stage of that name must run earlier in the recipe")
+                        hint="a distill, rubrics or eval stage of that name must run earlier in the recipe")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     limit = spec.options.get("max_pass_rate")
     if limit is None:

@@ -34,6 +34,9 @@ TEACHER_SYSTEM = ("You are a careful teacher. Solve the problem step by step. Re
                   '"checkpoints": ["<key intermediate results a grader could look for>", ...]}')
 
 
+OFFLINE_DEADLINE = 7 * 24 * 3600.0  # seconds for all of the stage's teacher calls
+
+
 class DistillConfig(StageConfig):
     data: DataSpec
     teacher: dict = {}
@@ -63,7 +66,8 @@ class DistillStage:
         cfg: DistillConfig = ctx.config
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field], cfg.data)
-        teacher = ctx.registry("judges").get("openai")(cfg.teacher)
+        # 70k prompts take hours: the judge's per-step deadline (120 s) does not apply to a data stage
+        teacher = ctx.registry("judges").get("openai")({"deadline": OFFLINE_DEADLINE, **cfg.teacher})
         # the teacher gets the bare question (its own chat API does the turns)
         prompts = [render_prompt(r, cfg.data.model_copy(update={"template": "{question}", "system_prompt": None,
                                                                "chat": False})) for r in rows]

@@ -42,11 +42,10 @@ def test_validate_every_shipped_recipe():
     repo = Path(QUICKSTART).parents[1]
     recipes = sorted(repo.glob("recipes/*.toml")) + sorted(repo.glob("examples/*.toml"))
     result = reasonlab("validate", *recipes)
-    # every base and profile validates, but G-RaR's base: its GSM8K rows carry no rubrics for its
-    # rubric judge (RaR writes them per prompt with a strong LLM; reasonlab has no such step yet)
-    assert result.stderr.count("✗") == 1 and "g_rar.toml\n" in result.stderr and "'rubric'" in result.stderr
-    assert result.returncode == 2
-    assert result.stdout.count("✓") >= 2 * len(recipes)
+    # every base and profile validates (G-RaR's base too: its GRPO rows come with the rubrics its
+    # rubrics stage writes)
+    assert result.returncode == 0 and "✗" not in result.stderr, result.stderr
+    assert result.stdout.count("✓") >= 3 * len(recipes)
 
 
 def test_show_redacts_secrets_like_the_run_directory():

@@ -130,8 +130,10 @@ def test_mesh_that_does_not_fit_is_a_clear_error(tmp_path, overrides, message):
 def test_a_profile_replaces_a_mesh_shape_whole():
     from reasonlab.recipe import load_recipe
 
-    base = load_recipe(REPO / "recipes" / "g_rar.toml").stages[2].config.mesh
-    cpu = load_recipe(REPO / "recipes" / "g_rar.toml", "cpu").stages[2].config.mesh
+    def grpo_mesh(*profile):
+        return next(s for s in load_recipe(REPO / "recipes" / "g_rar.toml", *profile).stages if s.name == "grpo").config.mesh
+
+    base, cpu = grpo_mesh(), grpo_mesh("cpu")
     assert base.roles["judge"].shape == {"tp": 4} and base.devices == [0, 1, 2, 3]
     assert cpu.shape == {"fsdp": 1} and cpu.roles["judge"].shape == {"fsdp": 1}  # not {tp: 4, fsdp: 1}
 
