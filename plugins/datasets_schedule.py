@@ -24,17 +24,16 @@ import random
 from reasonlab import hookimpl
 
 
-def _inner(arg: str, spec):
+def _inner(arg: str, spec, context):
     from reasonlab.data import load_rows
-    from reasonlab.plugins import get_plugins
 
     inner = spec.model_copy(update={"source": arg, "options": dict(spec.options.get("inner_options", {})),
                                     "limit": None})
-    return load_rows(inner, get_plugins())
+    return load_rows(inner, context.plugins, context.run_dir)
 
 
-def curriculum(arg: str, spec) -> list[dict]:
-    rows = _inner(arg, spec)
+def curriculum(arg: str, spec, context) -> list[dict]:
+    rows = _inner(arg, spec, context)
     by_pass_rate = spec.options.get("by", "difficulty") == "pass_rate"
     field = "pass_rate" if by_pass_rate else spec.options.get("difficulty_field", "difficulty")
     _check_levels(rows, field, arg, levels=not by_pass_rate)  # all failed alike is a measurement, not a mistake
@@ -59,8 +58,8 @@ def _check_levels(rows: list[dict], field: str, arg: str, levels: bool = True) -
                         hint="use a source with several difficulty levels, or drop the curriculum")
 
 
-def review(arg: str, spec) -> list[dict]:
-    rows = _inner(arg, spec)
+def review(arg: str, spec, context) -> list[dict]:
+    rows = _inner(arg, spec, context)
     session = int(spec.options.get("session", 1))
     per = int(spec.options.get("new_per_session", 64))
     start, end = spec.options.get("new_rows", ((session - 1) * per, session * per))
@@ -99,13 +98,12 @@ def _check(known):
 
 
 def _inner_columns(extra=()):
-    def columns(arg, spec):
+    def columns(arg, spec, context):
         from reasonlab.data import declared_columns
-        from reasonlab.plugins import get_plugins
 
         inner = spec.model_copy(update={"source": arg, "options": dict(spec.options.get("inner_options", {})),
                                         "limit": None, "columns": None})
-        found = declared_columns(inner, get_plugins())
+        found = declared_columns(inner, context.plugins)
         return None if found is None else found | set(extra)
 
     return columns

@@ -19,10 +19,8 @@ from reasonlab.errors import DataError
 OUTPUTS = ("distilled.jsonl", "rubrics.jsonl", "items.jsonl")  # what distill / rubrics / eval stages write
 
 
-def load_stage_output(arg: str, spec) -> list[dict]:
-    from reasonlab.runner import current_run_dir
-
-    run_dir = current_run_dir()
+def load_stage_output(arg: str, spec, context) -> list[dict]:
+    run_dir = context.run_dir
     paths = [run_dir / "stages" / arg / name for name in OUTPUTS] if run_dir else []
     path = next((p for p in paths if p.exists()), None)
     if path is None:
@@ -57,6 +55,7 @@ def _check(arg: str, spec) -> None:
 
 
 load_stage_output.check = _check  # options only: the output exists once the run gets there
+load_stage_output.needs_run = True  # `validate` cannot read its rows before the run
 
 
 @hookimpl

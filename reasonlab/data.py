@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from reasonlab.errors import DataError
 from reasonlab.format import format_target
@@ -15,14 +18,37 @@ DEFAULT_TEMPLATE = (
 )
 
 
-def load_rows(spec: DataSpec, plugins) -> list[dict]:
+@dataclass(frozen=True)
+class DataContext:
+    """What the core hands a dataset loader that asks for it (a ``context`` parameter):
+    the plugin system (to load an inner source) and the run directory (None outside a run,
+    e.g. in ``validate``)."""
+
+    plugins: Any
+    run_dir: Path | None = None
+
+
+def call_loader(fn, arg: str, spec: DataSpec, context: DataContext):
+    """``fn(arg, spec)``, plus ``context=`` when ``fn`` takes it (loaders written without it keep working)."""
+    return fn(arg, spec, context=context) if _takes_context(fn) else fn(arg, spec)
+
+
+def _takes_context(fn) -> bool:
+    try:
+        return "context" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def load_rows(spec: DataSpec, plugins, run_dir: Path | None = None) -> list[dict]:
     """Rows from the dataset plugin named by ``spec.source`` ("name:arg")."""
     name, _, arg = spec.source.partition(":")
     loader = plugins.registry("datasets").get(name)
+    context = DataContext(plugins, run_dir)
     check = getattr(loader, "check", None)
     if check is not None:  # the same checks `validate` runs (unknown options, missing files)
-        check(arg, spec)
-    rows = loader(arg, spec)
+        call_loader(check, arg, spec, context)
+    rows = call_loader(loader, arg, spec, context)
     if not rows:
         raise DataError(f"dataset {spec.source!r} (split {spec.split!r}) has no rows", hint="check the source and split")
     for i, row in enumerate(rows):
@@ -46,7 +72,7 @@ def declared_columns(spec: DataSpec, plugins) -> set[str] | None:
     columns = getattr(plugins.registry("datasets").get(name), "columns", None)
     if columns is None:
         return None
-    found = columns(arg, spec)
+    found = call_loader(columns, arg, spec, DataContext(plugins))
     return None if found is None else set(found)
 
 

@@ -50,6 +50,9 @@ def register_datasets(register):
 
     ``loader(arg, spec) -> list[dict]`` serves ``data.source = "name:arg"``.
     It may carry ``loader.check(arg, spec)`` that ``validate`` calls without loading.
+    A loader, check or ``columns`` that takes a ``context`` parameter gets a
+    ``reasonlab.data.DataContext`` (``plugins``, ``run_dir``); ``loader.needs_run = True``
+    says its rows exist only once the run has written them.
     """
 
 

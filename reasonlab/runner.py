@@ -65,14 +65,6 @@ def new_run_dir(root: Path, recipe_name: str, suffix: str = "") -> Path:
     raise ReasonlabError(f"could not create a run directory under {base}")
 
 
-_current_run_dir: Path | None = None
-
-
-def current_run_dir() -> Path | None:
-    """The run directory of the run in progress (for plugins that read earlier stages' outputs)."""
-    return _current_run_dir
-
-
 class Runner:
     def __init__(self, recipe, plugins, run_dir: Path, progress: bool = True):
         self.recipe = recipe
@@ -132,8 +124,6 @@ class Runner:
         from reasonlab.mesh import loading_onto, run_meshes
         from reasonlab.modeling import apply_lora, restore_trainable
 
-        global _current_run_dir
-        _current_run_dir = self.dir
         recipe = self.recipe
         budget = time_budget or recipe.info.time_budget
         self.stop = StopSignal(parse_duration(budget) if budget else None)

@@ -98,6 +98,10 @@ class StageContext:
         return self.process_index == 0
 
     @property
+    def run_dir(self) -> Path:
+        return self.dir.parent.parent  # RUN/stages/NAME
+
+    @property
     def mesh(self):
         return self.meshes.main if self.meshes is not None else None
 
@@ -117,7 +121,7 @@ class StageContext:
 
         from reasonlab.data import load_rows
 
-        rows = load_rows(spec, self.plugins)
+        rows = load_rows(spec, self.plugins, run_dir=self.run_dir)
         if not self.is_primary:
             return rows
         self.dir.mkdir(parents=True, exist_ok=True)

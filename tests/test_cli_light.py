@@ -45,7 +45,8 @@ def test_validate_every_shipped_recipe():
     # every base and profile validates (G-RaR's base too: its GRPO rows come with the rubrics its
     # rubrics stage writes)
     assert result.returncode == 0 and "✗" not in result.stderr, result.stderr
-    assert result.stdout.count("✓") >= 3 * len(recipes)
+    assert all(f"✓ {recipe}\n" in result.stdout for recipe in recipes)
+    assert result.stdout.count("--profile cpu") == result.stdout.count("--profile tiny") == 8
 
 
 def test_show_redacts_secrets_like_the_run_directory():

@@ -175,12 +175,11 @@ def test_curriculum_orders_by_difficulty_and_refuses_a_flat_or_missing_one(tmp_p
         load_rows(DataSpec(source=f"curriculum:file:{missing}"), get_plugins())
 
 
-def test_stage_source_keeps_the_items_an_eval_stage_failed(tmp_path, monkeypatch):
+def test_stage_source_keeps_the_items_an_eval_stage_failed(tmp_path):
     import json
 
     import pytest
 
-    import reasonlab.runner
     from reasonlab.data import load_rows
     from reasonlab.errors import DataError
     from reasonlab.plugins import get_plugins
@@ -190,10 +189,9 @@ def test_stage_source_keeps_the_items_an_eval_stage_failed(tmp_path, monkeypatch
     stage.mkdir(parents=True)
     (stage / "items.jsonl").write_text("".join(
         json.dumps({"question": q, "answer": "1", "pass_rate": p}) + "\n" for q, p in [("a", 0.0), ("b", 0.4), ("c", 1.0)]))
-    monkeypatch.setattr(reasonlab.runner, "_current_run_dir", tmp_path)
-
     def questions(**options):
-        return [r["question"] for r in load_rows(DataSpec(source="stage:find_hard", options=options), get_plugins())]
+        spec = DataSpec(source="stage:find_hard", options=options)
+        return [r["question"] for r in load_rows(spec, get_plugins(), run_dir=tmp_path)]
 
     assert questions() == ["a", "b", "c"] and questions(max_pass_rate=0.4) == ["a", "b"]
     assert questions(max_pass_rate=0.0) == ["a"]
@@ -204,7 +202,7 @@ def test_stage_source_keeps_the_items_an_eval_stage_failed(tmp_path, monkeypatch
         with pytest.raises(DataError, match="max_pass_rate must be"):
             questions(max_pass_rate=bad)
     with pytest.raises(DataError, match="no output of stage 'other'"):
-        load_rows(DataSpec(source="stage:other"), get_plugins())
+        load_rows(DataSpec(source="stage:other"), get_plugins(), run_dir=tmp_path)
 
 
 def test_show_tests_puts_mbpps_asserts_in_the_prompt(tmp_path):
