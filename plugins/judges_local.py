@@ -26,8 +26,11 @@ from reasonlab import hookimpl
 
 
 class LocalJudge:
-    def __init__(self, options: dict):
+    def __init__(self, options: dict, context=None):
+        from reasonlab.rewards import RewardContext
+
         self.options = options
+        self.context = context or RewardContext.standalone()
         self.scoring = options.get("scoring", "text")
         if self.scoring not in ("text", "probabilities"):
             raise ValueError(f'judge option scoring must be "text" or "probabilities", got {self.scoring!r}')
@@ -39,16 +42,15 @@ class LocalJudge:
     def _load(self):
         from tunix.generate import sampler as sampler_lib
 
-        from reasonlab.mesh import current_meshes, loading_onto, place_bundle
-        from reasonlab.plugins import get_plugins
+        from reasonlab.mesh import loading_onto, place_bundle
         from reasonlab.schema import ModelSpec
 
         spec = ModelSpec(preset=self.options.get("preset", "gemma3-270m"), path=self.options.get("path"),
                          dtype=self.options.get("dtype"))
-        meshes = current_meshes()
+        meshes = self.context.meshes
         self.mesh = meshes.role("judge") if meshes is not None else None
         with loading_onto(self.mesh):
-            self._bundle = get_plugins().registry("models").get(spec.preset)(spec)
+            self._bundle = self.context.plugins.registry("models").get(spec.preset)(spec)
         if self.mesh is not None:
             place_bundle(self._bundle, self.mesh)  # for presets that build their weights in place
         config = self._bundle.model.config

@@ -45,6 +45,7 @@ from reasonlab import hookimpl
 from reasonlab.data import render_prompt, require_columns
 from reasonlab.errors import DataError
 from reasonlab.format import ANSWER_CLOSE, ANSWER_OPEN, REASONING_CLOSE, REASONING_OPEN, parse_completion, parse_number
+from reasonlab.rewards import bind_context
 from reasonlab.sampling import Generator
 from reasonlab.schema import DataSpec, PluginRef
 from reasonlab.stage import StageConfig, StageResult
@@ -171,7 +172,7 @@ class EvalStage:
             raise DataError(f"all {total} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
         prompts = [render_prompt(r, cfg.data, chat) for r in rows]
-        answer_fn = ctx.registry("rewards").get(cfg.answer_reward)
+        answer_fn = bind_context(ctx.registry("rewards").get(cfg.answer_reward), ctx.reward_context)
         if cfg.answer_options:
             answer_fn = functools.partial(answer_fn, **cfg.answer_options)
         generate = Generator(bundle, cfg.max_prompt_tokens, cfg.max_completion_tokens, cfg.batch_size)
@@ -256,13 +257,17 @@ def register_commands(cli):
     @click.option("--out", type=click.Path(file_okay=False), help="Where eval.json and samples.jsonl go.")
     @click.option("--set", "settings", multiple=True,
                   help="Any other eval-stage key, key=value (repeatable), e.g. sampled_format=4, batch_size=32.")
-    def eval_command(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out,
+    @click.pass_context
+    def eval_command(ctx, target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out,
                      settings):
         """Evaluate TARGET — a run directory (its last finished stage) or a model preset name."""
-        _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out, settings)
+        from reasonlab.cli import plugins_of
+
+        _evaluate(plugins_of(ctx), target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype,
+                  out, settings)
 
 
-def _evaluate(target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out,
+def _evaluate(plugins, target, source, split, options, protocol, max_new_tokens, max_prompt_tokens, dtype, out,
               settings=()):
     from datetime import datetime
     from pathlib import Path
@@ -272,14 +277,12 @@ def _evaluate(target, source, split, options, protocol, max_new_tokens, max_prom
     from rich.table import Table
 
     from reasonlab.errors import RecipeError
-    from reasonlab.plugins import get_plugins
     from reasonlab.progress import RunProgress
     from reasonlab.recipe import parse_override
-    from reasonlab.runner import load_run_model
+    from reasonlab.runs import load_run_model
     from reasonlab.schema import ModelSpec
     from reasonlab.stage import StageContext
 
-    plugins = get_plugins()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
         keys = {"data": {"source": source, "split": split, "options": dict(map(parse_override, options))},

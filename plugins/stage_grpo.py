@@ -366,7 +366,7 @@ class GRPOStage:
         cluster = cluster_class(ctx.meshes, on_rollout, followers)(actor=bundle.model, reference=reference, tokenizer=bundle.tokenizer,
                                            cluster_config=cluster_config)
         # rewards are computed for the step the cluster is about to train (also right after a resume)
-        reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), fallback=cfg.reward_fallback,
+        reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), context=ctx.reward_context, fallback=cfg.reward_fallback,
                                  fail_fast=cfg.fail_fast, failures=cfg.reward_failures,
                                  max_failure_rate=cfg.reward_max_failure_rate,
                                  failure_window=cfg.reward_failure_window, group_size=cfg.num_generations,

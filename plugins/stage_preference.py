@@ -59,7 +59,7 @@ def build_pairs(ctx, cfg, rows, prompts):
         return [(p, c, s) for p, c, s in zip(prompts, chosen, sampled) if c.strip() != s.strip()]
     if not cfg.rewards:
         raise RecipeError('pairs = "self" ranks samples with rewards; list some', where=f"stages.{ctx.name}.rewards")
-    reward = CompositeReward(cfg.rewards, ctx.registry("rewards"))
+    reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), context=ctx.reward_context)
     try:
         draws = [generate(prompts, cfg.sample_temperature, cfg.sample_top_k, ctx.seed + 1000 * k)[0]
                  for k in range(cfg.num_samples)]

@@ -80,7 +80,7 @@ def load(arg: str, spec) -> list[dict]:
             dataset = _dataset(task, seed + 7919 * draw, n, config)
         except (TypeError, ValueError, AssertionError) as exc:
             raise DataError(f"reasoning-gym task {task!r} refused its options: {type(exc).__name__}: {exc}",
-                            where=f"data.options", hint="options besides n and seed go to the task's config") from None
+                            where="data.options", hint="options besides n and seed go to the task's config") from None
         for index in range(len(dataset)):
             entry = dataset[index]
             key = _split_key(dataset, index, entry)

@@ -19,7 +19,9 @@ from reasonlab.errors import ReasonlabError
 RUNS_DIR_ENV = "REASONLAB_RUNS_DIR"
 
 
-def _plugins(ctx: click.Context):
+def plugins_of(ctx: click.Context):
+    """The plugin system of this invocation (``--plugins-dir`` included): what a plugin's own
+    command uses (``@click.pass_context``), instead of building one."""
     from reasonlab.plugins import get_plugins
 
     return get_plugins(ctx.obj.get("plugins_dir") if ctx.obj else None)
@@ -28,7 +30,7 @@ def _plugins(ctx: click.Context):
 def _load(ctx, recipe_path, profile, overrides):
     from reasonlab.recipe import load_recipe
 
-    return load_recipe(recipe_path, profile, tuple(overrides), _plugins(ctx))
+    return load_recipe(recipe_path, profile, tuple(overrides), plugins_of(ctx))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +77,7 @@ def run(ctx, recipe, overrides, profile, runs_dir, no_progress, time_budget, see
 def _create(ctx, loaded, runs_dir, no_progress, suffix=""):
     from reasonlab.runner import Runner
 
-    runner = Runner.create(loaded, _plugins(ctx), Path(runs_dir), progress=not no_progress, suffix=suffix)
+    runner = Runner.create(loaded, plugins_of(ctx), Path(runs_dir), progress=not no_progress, suffix=suffix)
     if runner.primary:
         click.echo(f"run directory: {runner.dir}", err=True)
     return runner
@@ -111,14 +113,15 @@ def resume(ctx, run_dir, no_progress, time_budget):
     """Continue RUN_DIR: finished stages are skipped, an interrupted one restarts from its checkpoint."""
     from reasonlab import distributed
     from reasonlab.recipe import load_recipe
-    from reasonlab.runner import Runner, check_run_dir
+    from reasonlab.runner import Runner
+    from reasonlab.runs import check_run_dir
 
     run_path = Path(run_dir)
     check_run_dir(run_path)
     _check_budget(time_budget)
     distributed.initialize()
-    loaded = load_recipe(run_path / "recipe.toml", plugins=_plugins(ctx))
-    _run(Runner(loaded, _plugins(ctx), run_path, progress=not no_progress), time_budget)
+    loaded = load_recipe(run_path / "recipe.toml", plugins=plugins_of(ctx))
+    _run(Runner(loaded, plugins_of(ctx), run_path, progress=not no_progress), time_budget)
 
 
 @cli.command()
@@ -128,9 +131,9 @@ def resume(ctx, run_dir, no_progress, time_budget):
 @click.pass_context
 def export(ctx, run_dir, out, stage):
     """Write a run's trained model as HF-format safetensors + tokenizer (LoRA merged)."""
-    from reasonlab.runner import load_run_model
+    from reasonlab.runs import load_run_model
 
-    plugins = _plugins(ctx)
+    plugins = plugins_of(ctx)
     recipe, bundle, stage = load_run_model(Path(run_dir), plugins, stage)
     exporter = plugins.registry("models").entries[recipe.model.preset].info.get("export")
     if exporter is None:
@@ -232,8 +235,8 @@ def validate(ctx, recipes, profile):
             label = f"{path}" + (f" --profile {name}" if name else "")
             try:
                 loaded = _load(ctx, path, name, ())
-                check_data(loaded, _plugins(ctx))
-                check_rewards(loaded, _plugins(ctx))
+                check_data(loaded, plugins_of(ctx))
+                check_rewards(loaded, plugins_of(ctx))
             except ReasonlabError as exc:
                 failures += 1
                 click.secho(f"✗ {label}\n{exc}", fg="red", err=True)
@@ -250,7 +253,7 @@ def plugins(ctx, as_json):
     """List loaded plugins and what each registers."""
     if ctx.invoked_subcommand:
         return
-    system = _plugins(ctx)
+    system = plugins_of(ctx)
     rows = system.describe()
     if as_json:
         click.echo(json.dumps(rows + [{"name": name, "broken": why} for name, why in system.broken.items()],

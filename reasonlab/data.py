@@ -63,6 +63,12 @@ def load_rows(spec: DataSpec, plugins, run_dir: Path | None = None) -> list[dict
     return rows[: spec.limit] if spec.limit else rows
 
 
+def needs_run(source: str, plugins) -> bool:
+    """Whether a source (or a source it wraps, "curriculum:stage:x") reads the run's own outputs."""
+    datasets = plugins.registry("datasets")
+    return any(part in datasets and getattr(datasets.get(part), "needs_run", False) for part in source.split(":"))
+
+
 def declared_columns(spec: DataSpec, plugins) -> set[str] | None:
     """The columns ``spec``'s rows will have, if known without reading them: the recipe's
     ``data.columns``, else the loader's ``columns(arg, spec)`` (None: unknown until read)."""

@@ -78,7 +78,6 @@ def stage_meshes(run_spec: MeshSpec, stage_spec: MeshSpec | None, where: str) ->
                        {role: build_mesh(part, f"{where}.roles.{role}") for role, part in spec.roles.items()})
 
 
-_current: StageMeshes | None = None
 _loading: Any = None
 
 
@@ -101,17 +100,6 @@ def load_mesh():
     from reasonlab.modeling import single_device_mesh
 
     return single_device_mesh()
-
-
-def current_meshes() -> StageMeshes | None:
-    """The running stage's meshes, for plugins that place models of their own (e.g. a local judge
-    on ``roles.judge``); None outside a run."""
-    return _current
-
-
-def activate(meshes: StageMeshes | None) -> None:
-    global _current
-    _current = meshes
 
 
 def run_meshes(recipe) -> dict[str, StageMeshes]:

@@ -51,7 +51,46 @@ from reasonlab.schema import RewardSpec
 
 # Keyword arguments Tunix passes to every reward besides the dataset columns.
 _TUNIX_EXTRAS = ("mode", "trajectory_ids")
-_POSITIONAL = ("prompts", "completions")
+_POSITIONAL = ("prompts", "completions", "context")  # not options: the arguments the core passes
+
+
+@dataclass(frozen=True)
+class RewardContext:
+    """What the core hands a reward — or a judge factory — that takes a ``context`` parameter:
+    the plugin system, the stage's meshes (a judge model goes on the ``judge`` role), and
+    ``shared``, a dict that lives as long as the run (objects worth keeping across steps and
+    stages, e.g. a judge and its loaded model)."""
+
+    plugins: Any
+    meshes: Any = None
+    shared: dict = field(default_factory=dict)
+
+    @staticmethod
+    def standalone() -> "RewardContext":
+        """For a reward called outside a run (a script, a test): the installed plugins, no mesh."""
+        global _STANDALONE
+        if _STANDALONE is None:
+            from reasonlab.plugins import get_plugins
+
+            _STANDALONE = RewardContext(get_plugins())
+        return _STANDALONE
+
+
+_STANDALONE: RewardContext | None = None
+
+
+def takes_context(fn: Callable) -> bool:
+    try:
+        return "context" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def bind_context(fn: Callable, context: RewardContext | None) -> Callable:
+    """``fn`` with ``context=`` bound when it takes one (rewards written without it are left as they are)."""
+    import functools
+
+    return functools.partial(fn, context=context) if context is not None and takes_context(fn) else fn
 DEFAULT_TIMEOUT = 600.0  # seconds; judge rewards register a shorter one
 
 
@@ -208,7 +247,7 @@ def raised_at(exc: BaseException, fn: Callable) -> str:
     """file:line where ``exc`` was raised, preferring the reward's own source file."""
     frames = traceback.extract_tb(exc.__traceback__)
     try:
-        source = inspect.getsourcefile(inspect.unwrap(fn))
+        source = inspect.getsourcefile(inspect.unwrap(getattr(fn, "func", fn)))  # through bind_context's partial
     except TypeError:
         source = None
     own = [f for f in frames if source and f.filename == source]
@@ -239,13 +278,14 @@ class CompositeReward:
                  failures: Literal["stop", "fallback"] = "stop", max_failure_rate: float = 0.5,
                  failure_window: int = 10, group_size: int | None = None, errors_path: Path | None = None,
                  warn: Callable[[str], None] | None = None, where: str = "rewards",
-                 deadline: float | None = None):
+                 deadline: float | None = None, context: RewardContext | None = None):
         self.specs = specs
         self.deadline = deadline  # seconds for all of a step's rewards together (they run side by side)
-        self.fns = [registry.get(spec.name) for spec in specs]
+        fns = [registry.get(spec.name) for spec in specs]
         entries = getattr(registry, "entries", {})
         self.contracts = [contract_of(fn, entries[spec.name].info if spec.name in entries else None)
-                          for spec, fn in zip(specs, self.fns)]
+                          for spec, fn in zip(specs, fns)]
+        self.fns = [bind_context(fn, context) for fn in fns]
         self.fallback = fallback
         self.fail_fast = fail_fast
         self.on_metrics = on_metrics

@@ -27,12 +27,12 @@ from reasonlab.files import RunLock, write_json
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
 from reasonlab.plugins import call_hook
 from reasonlab.redaction import REDACTED, redact, secret_values
+from reasonlab.runs import RUN_FORMAT, check_run_dir, load_run_model  # noqa: F401 - load_run_model: the old import path
 from reasonlab.progress import RunProgress
 from reasonlab.stage import StageContext
 from reasonlab.tracking import MetricsHub, RunInfo
 from reasonlab.validate import preflight
 
-RUN_FORMAT = 1  # bump when the run-directory layout changes incompatibly
 RECORDED_PACKAGES = ("reasonlab", "google-tunix", "jax", "jaxlib", "flax", "qwix", "optax", "orbax-checkpoint",
                      "grain", "wandb", "datasets", "pluggy")
 
@@ -69,6 +69,7 @@ class Runner:
     def __init__(self, recipe, plugins, run_dir: Path, progress: bool = True):
         self.recipe = recipe
         self.plugins = plugins
+        self.shared: dict = {}  # StageContext.shared: what rewards and judges keep for the whole run
         self.dir = run_dir
         self.state_path = run_dir / "state.json"
         self.primary = distributed.is_primary()  # in a multi-process run only process 0 writes files and logs
@@ -162,7 +163,7 @@ class Runner:
                     if self._finished(state, stage.name):
                         bundle = restore_trainable(bundle, self.dir / "stages" / stage.name / "final")
                         continue  # finished in an earlier session
-                    if _reads_earlier_stage(stage):
+                    if _reads_earlier_stage(stage, self.plugins):
                         preflight(recipe, self.plugins, [stage])  # its rows exist now
                     compile_cache.begin_stage(stage.name)
                     bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info, meshes[stage.name])
@@ -190,7 +191,7 @@ class Runner:
     def _preflight(self, state: dict) -> None:
         """Read every unfinished stage's data and check its rewards before the first stage trains."""
         todo = [s for s in self.recipe.stages
-                if s.enabled and not self._finished(state, s.name) and not _reads_earlier_stage(s)]
+                if s.enabled and not self._finished(state, s.name) and not _reads_earlier_stage(s, self.plugins)]
         preflight(self.recipe, self.plugins, todo)
 
     def _finished(self, state: dict, stage: str) -> bool:
@@ -214,7 +215,7 @@ class Runner:
         return self.plugins.registry("models").get(spec.preset)(spec)
 
     def _run_stage(self, index, stage, bundle, hub, progress, info, meshes):
-        from reasonlab.mesh import activate, place_bundle
+        from reasonlab.mesh import place_bundle
         from reasonlab.modeling import save_trainable, share_backbone
 
         stage_dir = self.dir / "stages" / stage.name
@@ -231,18 +232,16 @@ class Runner:
             should_stop=self.stop, log_table=hub.log_table, meshes=meshes,
             history=lambda key: list(hub.history.get(key, [])),
             process_index=distributed.process_index(), process_count=distributed.process_count(),
+            shared=self.shared,
         )
         runner_cls = self.plugins.registry("stages").get(stage.kind)
         try:
-            activate(meshes)
             with meshes.main:  # Tunix's trainers read the mesh from this context
                 result = runner_cls().run(ctx)
         except StageInterrupted:
             self._set_state(stage=stage.name, status="interrupted")
             hub.end_stage({})
             raise
-        finally:
-            activate(None)
         progress.end_stage()
         if result.model.lora:  # the stage's train steps left the base model holding the old backbone arrays
             share_backbone(result.model.model, result.model.base)
@@ -253,45 +252,8 @@ class Runner:
         return result.model, result.metrics
 
 
-def _reads_earlier_stage(stage) -> bool:
+def _reads_earlier_stage(stage, plugins) -> bool:
+    from reasonlab.data import needs_run
+
     data = getattr(stage.config, "data", None)
-    return isinstance(getattr(data, "source", None), str) and data.source.startswith("stage:")
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse folders that are not reasonlab runs, or runs of an incompatible layout."""
-    state_path, recipe_path = run_dir / "state.json", run_dir / "recipe.toml"
-    if not state_path.exists() or not recipe_path.exists():
-        raise ReasonlabError("not a reasonlab run directory (no state.json / recipe.toml)", where=str(run_dir))
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReasonlabError(f"state.json is unreadable: {exc}", where=str(state_path)) from None
-    if state.get("format") != RUN_FORMAT:
-        raise ReasonlabError(f"run directory format {state.get('format')!r}, this reasonlab reads {RUN_FORMAT}",
-                             where=str(run_dir), hint="resume it with the reasonlab version that created it")
-    if "stages" not in state:
-        raise ReasonlabError("state.json has no stages", where=str(state_path))
-
-
-def load_run_model(run_dir: Path, plugins, stage: str | None = None):
-    """The model of a finished stage of a run (default: the last finished one), restored from orbax."""
-    from reasonlab.modeling import apply_lora, restore_trainable
-    from reasonlab.recipe import load_recipe
-
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    recipe = load_recipe(run_dir / "recipe.toml", plugins=plugins)
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
-    done = [s.name for s in recipe.stages if state["stages"].get(s.name, {}).get("status") == "done"]
-    if stage is None:
-        if not done:
-            raise ReasonlabError("no stage of this run has finished yet", where=str(run_dir))
-        stage = done[-1]
-    elif stage not in done:
-        raise ReasonlabError(f"stage {stage!r} has not finished", where=str(run_dir),
-                             hint=f"finished stages: {', '.join(done) or '(none)'}")
-    bundle = plugins.registry("models").get(recipe.model.preset)(recipe.model)
-    if recipe.model.lora:
-        bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
-    return recipe, restore_trainable(bundle, run_dir / "stages" / stage / "final"), stage
+    return isinstance(getattr(data, "source", None), str) and needs_run(data.source, plugins)

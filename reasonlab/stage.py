@@ -91,6 +91,14 @@ class StageContext:
     history: Callable[[str], list[tuple[int, float]]] = lambda key: []
     process_index: int = 0  # this process in a multi-process run (jax.distributed)
     process_count: int = 1
+    shared: dict = field(default_factory=dict)  # lives as long as the run: the same dict for every stage
+
+    @property
+    def reward_context(self):
+        """What rewards and judges that take a ``context`` get (reasonlab.rewards.RewardContext)."""
+        from reasonlab.rewards import RewardContext
+
+        return RewardContext(self.plugins, self.meshes, self.shared)
 
     @property
     def is_primary(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from reasonlab.errors import ReasonlabError
+from reasonlab.data import needs_run
 from reasonlab.schema import DataSpec
 
 
@@ -106,7 +107,7 @@ def preflight(recipe, plugins, stages=None) -> None:
             continue
         if wanted is not None and stage.name not in wanted:
             continue
-        if wanted is None and _needs_run(data.source, plugins):
+        if wanted is None and needs_run(data.source, plugins):
             continue  # its rows exist once the stage that writes them has run
         try:
             rows = load_rows(data, plugins)
@@ -120,9 +121,3 @@ def preflight(recipe, plugins, stages=None) -> None:
 
     check_rewards(recipe, plugins, columns_of,
                   ready_for={s.name for s in recipe.stages if s.enabled and (wanted is None or s.name in wanted)})
-
-
-def _needs_run(source: str, plugins) -> bool:
-    """Whether a source (or a source it wraps, "curriculum:stage:x") reads the run's own outputs."""
-    datasets = plugins.registry("datasets")
-    return any(part in datasets and getattr(datasets.get(part), "needs_run", False) for part in source.split(":"))

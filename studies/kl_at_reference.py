@@ -37,7 +37,7 @@ def main(argv=None) -> None:
 
     from reasonlab import logprobs
     from reasonlab.plugins import get_plugins
-    from reasonlab.runner import load_run_model
+    from reasonlab.runs import load_run_model
     from reasonlab_plugins.stage_grpo import KL_LOSS_MODES, lean_grpo_loss
 
     _, bundle, stage = load_run_model(args.run, get_plugins())

@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     from reasonlab.modeling import save_trainable, single_device_mesh
     from reasonlab.plugins import get_plugins
     from reasonlab.recipe import load_recipe
-    from reasonlab.runner import load_run_model
+    from reasonlab.runs import load_run_model
     from reasonlab_plugins.stage_grpo import prompt_records, training_batches
 
     plugins = get_plugins()

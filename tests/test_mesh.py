@@ -195,14 +195,16 @@ import json
 import jax
 from flax import nnx
 
-from reasonlab.mesh import StageMeshes, activate, build_mesh
+from reasonlab.mesh import StageMeshes, build_mesh
+from reasonlab.plugins import get_plugins
+from reasonlab.rewards import RewardContext
 from reasonlab.schema import DeviceSlice
 from reasonlab_plugins.judges_local import LocalJudge
 
 main = build_mesh(DeviceSlice(devices=[0, 1]), "mesh")
 judge_mesh = build_mesh(DeviceSlice(devices=[2, 3], shape={"tp": 2}), "mesh.roles.judge")
-activate(StageMeshes(main, {"judge": judge_mesh}))
-judge = LocalJudge({"preset": "tiny", "max_tokens": 4, "max_prompt_tokens": 64, "batch_size": 2})
+context = RewardContext(get_plugins(), StageMeshes(main, {"judge": judge_mesh}))  # what a stage hands its rewards
+judge = LocalJudge({"preset": "tiny", "max_tokens": 4, "max_prompt_tokens": 64, "batch_size": 2}, context=context)
 replies = judge.complete_many([[{"role": "user", "content": "Score this answer from 1 to 10."}]] * 3)
 leaves = jax.tree.leaves(nnx.state(judge._bundle.model))
 print(json.dumps({"devices": sorted({d.id for leaf in leaves for d in leaf.sharding.device_set}),
