@@ -164,7 +164,7 @@ class Runner:
                         bundle = restore_trainable(bundle, self.dir / "stages" / stage.name / "final")
                         continue  # finished in an earlier session
                     if _reads_earlier_stage(stage, self.plugins):
-                        preflight(recipe, self.plugins, [stage])  # its rows exist now
+                        preflight(recipe, self.plugins, [stage], self.dir)  # its rows exist now
                     compile_cache.begin_stage(stage.name)
                     bundle, metrics = self._run_stage(index, stage, bundle, hub, progress, info, meshes[stage.name])
                     summary[stage.name] = metrics
@@ -192,7 +192,7 @@ class Runner:
         """Read every unfinished stage's data and check its rewards before the first stage trains."""
         todo = [s for s in self.recipe.stages
                 if s.enabled and not self._finished(state, s.name) and not _reads_earlier_stage(s, self.plugins)]
-        preflight(self.recipe, self.plugins, todo)
+        preflight(self.recipe, self.plugins, todo, self.dir)
 
     def _finished(self, state: dict, stage: str) -> bool:
         return (state["stages"].get(stage, {}).get("status") == "done"

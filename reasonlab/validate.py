@@ -93,7 +93,7 @@ def check_rewards(recipe, plugins, columns_of=None, ready_for=()) -> None:
                     raise
 
 
-def preflight(recipe, plugins, stages=None) -> None:
+def preflight(recipe, plugins, stages=None, run_dir=None) -> None:
     """Before anything trains: read each stage's rows (those of ``stages``, default every
     enabled stage whose data does not come from an earlier stage of the run) and check its
     rewards against the columns the rows really have."""
@@ -110,7 +110,7 @@ def preflight(recipe, plugins, stages=None) -> None:
         if wanted is None and needs_run(data.source, plugins):
             continue  # its rows exist once the stage that writes them has run
         try:
-            rows = load_rows(data, plugins)
+            rows = load_rows(data, plugins, run_dir)
         except ReasonlabError as exc:
             exc.where = f"stages.{stage.name}.data" + (f" ({exc.where})" if exc.where else "")
             raise
