@@ -11,7 +11,8 @@ answer matches the row's gold answer, checked with ``answer_reward``). Output:
 read it with ``data = { source = "stage:<this stage's name>" }``.
 
 Recipe keys: ``data`` (prompts), ``teacher`` (the OpenAI judge options: ``base_url``,
-``model``, ``api_key_env``, ``concurrency``, ``timeout``, ``max_retries``, ``cache``),
+``model``, ``api_key_env``, ``concurrency``, ``timeout``, ``max_retries``, ``cache``; ``teacher_judge`` names
+another judge backend),
 ``filters``, ``answer_reward``, ``max_prompt_tokens``/``max_completion_tokens``.
 """
 
@@ -39,7 +40,8 @@ OFFLINE_DEADLINE = 7 * 24 * 3600.0  # seconds for all of the stage's teacher cal
 
 class DistillConfig(StageConfig):
     data: DataSpec
-    teacher: dict = {}
+    teacher_judge: Annotated[str, PluginRef("judges")] = "openai"  # the judge backend that talks to the teacher
+    teacher: dict = {}  # that backend's options
     filters: list[Literal["parse", "length", "answer"]] = ["parse", "length", "answer"]
     answer_reward: Annotated[str, PluginRef("rewards")] = "answer_match"
     max_prompt_tokens: PositiveInt = 256
@@ -67,7 +69,7 @@ class DistillStage:
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field], cfg.data)
         # 70k prompts take hours: the judge's per-step deadline (120 s) does not apply to a data stage
-        teacher = ctx.registry("judges").get("openai")({"deadline": OFFLINE_DEADLINE, **cfg.teacher})
+        teacher = ctx.registry("judges").get(cfg.teacher_judge)({"deadline": OFFLINE_DEADLINE, **cfg.teacher})
         # the teacher gets the bare question (its own chat API does the turns)
         prompts = [render_prompt(r, cfg.data.model_copy(update={"template": "{question}", "system_prompt": None,
                                                                "chat": False})) for r in rows]

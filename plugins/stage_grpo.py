@@ -127,7 +127,7 @@ def check_rollout_engine(cfg, where: str) -> None:
         module, install = ENGINE_PACKAGES[cfg.rollout_engine]
         if importlib.util.find_spec(module) is None:
             raise DataError(f'rollout_engine = "{cfg.rollout_engine}" needs the {module!r} package, '
-                            f"which is not installed", where=f"{where}.rollout_engine",
+                            f"which is not installed", where=f"{where}.rollout_engine".lstrip("."),
                             hint=f'{install}, or use rollout_engine = "vanilla"')
 
 
@@ -311,6 +311,16 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
 class GRPOStage:
     Config = GRPOConfig
 
+    @classmethod
+    def check(cls, config: GRPOConfig, recipe, plugins) -> None:
+        """Before anything trains: settings that contradict the recipe's model or this machine."""
+        from reasonlab.errors import RecipeError
+
+        if config.reference == "base" and not recipe.model.lora:
+            raise RecipeError('reference = "base" is the backbone under the LoRA adapters; this model has no LoRA',
+                              where="reference", hint='set model.lora, or use reference = "initial"')
+        check_rollout_engine(config, "")
+
     def run(self, ctx) -> StageResult:
         from tunix.rl import rl_cluster as rl_cluster_lib
         from tunix.rl.grpo import grpo_learner
@@ -330,8 +340,6 @@ class GRPOStage:
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
 
         check_rollout_engine(cfg, f"stages.{ctx.name}")
-        if cfg.reference == "base" and not bundle.lora:
-            raise DataError('reference = "base" needs a LoRA model', where=f"stages.{ctx.name}.reference")
         reference = bundle.base if cfg.reference == "base" else frozen_copy(bundle.model)
         optimizer = build_optimizer(cfg)
         rollout = base_rollout.RolloutConfig(

@@ -57,8 +57,6 @@ def build_pairs(ctx, cfg, rows, prompts):
         chosen = [str(r[cfg.chosen_field]) if cfg.chosen_field in r else render_target(r, cfg.data) for r in rows]
         sampled, _ = generate(prompts, cfg.sample_temperature, cfg.sample_top_k, ctx.seed)
         return [(p, c, s) for p, c, s in zip(prompts, chosen, sampled) if c.strip() != s.strip()]
-    if not cfg.rewards:
-        raise RecipeError('pairs = "self" ranks samples with rewards; list some', where=f"stages.{ctx.name}.rewards")
     reward = CompositeReward(cfg.rewards, ctx.registry("rewards"), context=ctx.reward_context)
     try:
         draws = [generate(prompts, cfg.sample_temperature, cfg.sample_top_k, ctx.seed + 1000 * k)[0]
@@ -156,6 +154,15 @@ def make_loss_fn(loss, options: dict):
 class PreferenceStage:
     Config = PreferenceConfig
 
+    @classmethod
+    def check(cls, config: PreferenceConfig, recipe, plugins) -> None:
+        """Before anything trains: a loss that is not a preference loss; self-ranked pairs without rewards."""
+        if not hasattr(plugins.registry("losses").get(config.loss), "needs_reference"):
+            raise RecipeError(f"loss {config.loss!r} is not a preference loss (it has no needs_reference)",
+                              where="loss", hint="use dpo, orpo, simpo or a preference loss plugin")
+        if config.pairs == "self" and not config.rewards:
+            raise RecipeError('pairs = "self" ranks samples with rewards; list some', where="rewards")
+
     def run(self, ctx) -> StageResult:
         import numpy as np
         from flax import nnx
@@ -167,10 +174,7 @@ class PreferenceStage:
 
         cfg: PreferenceConfig = ctx.config
         bundle = ctx.model
-        loss = ctx.registry("losses").get(cfg.loss)
-        if not hasattr(loss, "needs_reference"):
-            raise RecipeError(f"loss {cfg.loss!r} is not a preference loss (it has no needs_reference)",
-                              where=f"stages.{ctx.name}.loss", hint="use dpo, orpo, simpo or a preference loss plugin")
+        loss = ctx.registry("losses").get(cfg.loss)  # a preference loss: PreferenceStage.check
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field], cfg.data)
         prompts = [render_prompt(r, cfg.data, bundle.chat_template) for r in rows]

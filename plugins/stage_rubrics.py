@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 
+from typing import Annotated
+
 from pydantic import Field, PositiveInt
 
 from reasonlab import hookimpl
 from reasonlab.data import require_columns
 from reasonlab.errors import DataError
-from reasonlab.schema import DataSpec
+from reasonlab.schema import DataSpec, PluginRef
 from reasonlab.stage import StageConfig, StageResult
 
 CATEGORIES = ("Essential", "Important", "Optional", "Pitfall")
@@ -43,7 +45,8 @@ TEACHER_SYSTEM = (
 
 class RubricsConfig(StageConfig):
     data: DataSpec
-    teacher: dict = {}
+    teacher_judge: Annotated[str, PluginRef("judges")] = "openai"  # the judge backend that talks to the teacher
+    teacher: dict = {}  # that backend's options
     min_items: PositiveInt = 7
     max_items: PositiveInt = 20
     max_invalid_rate: float = Field(0.5, ge=0.0, le=1.0)
@@ -92,7 +95,7 @@ class RubricsStage:
         rows = ctx.load_rows(cfg.data)
         require_columns(rows, [cfg.data.question_field, cfg.data.answer_field], cfg.data)
         # a rubric is long, and the stage has no step to keep short: no per-call deadline by default
-        teacher = ctx.registry("judges").get("openai")({"max_tokens": 2048, "deadline": OFFLINE_DEADLINE, **cfg.teacher})
+        teacher = ctx.registry("judges").get(cfg.teacher_judge)({"max_tokens": 2048, "deadline": OFFLINE_DEADLINE, **cfg.teacher})
         system = TEACHER_SYSTEM.replace("{low}", str(cfg.min_items)).replace("{high}", str(cfg.max_items))
         replies = teacher.complete_many([
             [{"role": "system", "content": system},

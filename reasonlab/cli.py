@@ -226,7 +226,7 @@ def show(ctx, recipe, overrides, profile):
 def validate(ctx, recipes, profile):
     """Check recipes: schema, plugin names, readable data. Does not import JAX."""
     from reasonlab.recipe import read_toml
-    from reasonlab.validate import check_data, check_rewards
+    from reasonlab.validate import check_data, check_rewards, check_stages
 
     failures = 0
     for path in recipes:
@@ -236,6 +236,7 @@ def validate(ctx, recipes, profile):
             try:
                 loaded = _load(ctx, path, name, ())
                 check_data(loaded, plugins_of(ctx))
+                check_stages(loaded, plugins_of(ctx))
                 check_rewards(loaded, plugins_of(ctx))
             except ReasonlabError as exc:
                 failures += 1

@@ -19,7 +19,8 @@ def register_stages(register):
     """Register stage kinds: ``register(kind, stage_class)``.
 
     ``stage_class`` has a pydantic ``Config`` (its recipe options) and
-    ``run(ctx) -> StageResult``; see ``reasonlab.stage``.
+    ``run(ctx) -> StageResult``; see ``reasonlab.stage``. An optional classmethod
+    ``check(config, recipe, plugins)`` refuses settings before anything trains.
     """
 
 

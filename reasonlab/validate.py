@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from reasonlab.errors import ReasonlabError
-from reasonlab.data import needs_run
+from reasonlab.data import DataContext, call_loader, needs_run
 from reasonlab.schema import DataSpec
 
 
@@ -34,10 +34,26 @@ def check_data(recipe, plugins) -> None:
             if check is None:
                 continue
             try:
-                check(arg, spec)
+                call_loader(check, arg, spec, DataContext(plugins))
             except DataError as exc:
                 exc.where = f"{recipe.path}: stages.{stage.name}.{path}" + (f" ({exc.where})" if exc.where else "")
                 raise
+
+
+def check_stages(recipe, plugins) -> None:
+    """Each stage kind's own ``check(config, recipe, plugins)`` (a classmethod, optional): the
+    settings a stage can judge only against the whole recipe (the model, the other stages),
+    refused here instead of when the stage starts, after earlier stages have trained."""
+    stages = plugins.registry("stages")
+    for stage in recipe.stages:
+        check = getattr(stages.get(stage.kind), "check", None) if stage.enabled else None
+        if check is None:
+            continue
+        try:
+            check(stage.config, recipe, plugins)
+        except ReasonlabError as exc:
+            exc.where = f"{recipe.path}: stages.{stage.name}" + (f".{exc.where}" if exc.where else "")
+            raise
 
 
 def _reward_specs(config):
@@ -99,6 +115,7 @@ def preflight(recipe, plugins, stages=None, run_dir=None) -> None:
     rewards against the columns the rows really have."""
     from reasonlab.data import load_rows
 
+    check_stages(recipe, plugins)
     wanted = None if stages is None else {s.name for s in stages}
     read: dict[str, set[str] | None] = {}
     for stage in recipe.stages:

@@ -50,6 +50,21 @@ CASES = {
     "reward_weight_type": (GOOD.replace('{ name = "format_strict" }', '{ name = "format_strict", weight = "high" }'),
                            ["stages.grpo.rewards[0].weight"]),
 }
+# stage settings that only the whole recipe can judge: refused by `validate`, before anything trains
+PREFERENCE = '\n[[stages]]\nname = "po"\nkind = "preference"\nsteps = 1\ndata = { source = "arithmetic", options = { pairs = true } }\n'
+DISTILL = '\n[[stages]]\nname = "teach"\nkind = "distill"\ndata = { source = "arithmetic" }\n'
+STAGE_SETTINGS = {
+    "grpo_reference_base_without_lora": (GOOD.replace("steps = 2\nrewards", 'steps = 2\nreference = "base"\nrewards'),
+                                         ["stages.grpo.reference", "this model has no LoRA"]),
+    "rollout_engine_not_installed": (GOOD.replace("steps = 2\nrewards", 'steps = 2\nrollout_engine = "sglang_jax"\nrewards'),
+                                     ["stages.grpo.rollout_engine", "'sgl_jax' package"]),
+    "preference_stage_with_a_non_preference_loss": (GOOD + PREFERENCE + 'loss = "cross_entropy"\n',
+                                                    ["stages.po.loss", "not a preference loss"]),
+    "self_ranked_pairs_without_rewards": (GOOD + PREFERENCE + 'pairs = "self"\n', ["stages.po.rewards", "ranks samples"]),
+    "distill_teacher_judge_unknown": (GOOD + DISTILL + 'teacher_judge = "opnai"\n',
+                                      ["stages.teach.teacher_judge", "did you mean 'openai'"]),
+}
+CASES.update(STAGE_SETTINGS)
 
 
 def run_cli(args, capsys) -> tuple[int, str]:
@@ -132,3 +147,17 @@ def test_special_files_and_absurd_recipes_are_clear_errors(tmp_path, make):
                             timeout=30)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(path) in result.stderr
+
+
+@pytest.mark.parametrize("case", sorted(STAGE_SETTINGS))
+def test_stage_settings_are_refused_before_jax_is_imported(case, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / f"{case}.toml"
+    path.write_text(STAGE_SETTINGS[case][0])
+    probe = ("import sys\nfrom reasonlab.cli import main\ntry:\n    main(['validate', %r])\nexcept SystemExit as exc:\n"
+             "    code = exc.code\nheavy = [m for m in ('jax', 'flax', 'tunix', 'orbax') if m in sys.modules]\n"
+             "print(code, heavy)\n" % str(path))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "2 []", result.stdout + result.stderr
