@@ -104,6 +104,52 @@ def _run(runner, time_budget) -> None:
         _print_summary(runner.dir, summary)
 
 
+def bundled_recipes() -> dict[str, Path]:
+    """The recipes shipped inside the package (the data package ``reasonlab_recipes``: recipes/
+    in a checkout), by name."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("reasonlab_recipes")
+    folders = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    return {path.stem: path for folder in folders if folder.is_dir() for path in sorted(folder.glob("*.toml"))}
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def recipes(ctx):
+    """List the recipes that ship with reasonlab: name, profiles, description."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import tomllib
+
+    for name, entry in bundled_recipes().items():
+        data = tomllib.loads(entry.read_text(encoding="utf-8"))
+        profiles = ", ".join(data.get("profiles", {})) or "-"
+        click.echo(f"{name:24} [{profiles}]  {data.get('recipe', {}).get('description', '')}")
+
+
+@recipes.command("cp")
+@click.argument("name")
+@click.argument("dest", required=False, type=click.Path())
+def recipes_cp(name, dest):
+    """Copy recipe NAME out to DEST (default ./NAME.toml) to edit and run."""
+    import difflib
+
+    found = bundled_recipes()
+    if name.removesuffix(".toml") not in found:
+        close = difflib.get_close_matches(name, list(found), n=1)
+        raise ReasonlabError(f"no bundled recipe {name!r}", where="reasonlab recipes cp",
+                             hint=(f"did you mean {close[0]!r}? " if close else "") + "list them: reasonlab recipes")
+    target = Path(dest or f"{name.removesuffix('.toml')}.toml")
+    if target.is_dir():
+        target = target / f"{name.removesuffix('.toml')}.toml"
+    if target.exists():
+        raise ReasonlabError(f"{target} exists; not overwriting it", where="reasonlab recipes cp",
+                             hint="give another destination")
+    target.write_text(found[name.removesuffix(".toml")].read_text(encoding="utf-8"), encoding="utf-8")
+    click.echo(f"wrote {target}\n  reasonlab run {target} --profile tiny")
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--no-progress", is_flag=True)

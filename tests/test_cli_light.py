@@ -24,6 +24,7 @@ assert not heavy, heavy
     ["show", str(QUICKSTART), "--profile", "tiny"],
     ["validate", str(QUICKSTART)],
     ["plugins", "--json"],
+    ["recipes"],
     ["--help"],
 ])
 def test_light_commands_do_not_import_jax(args):
@@ -69,3 +70,37 @@ def test_redaction_spares_settings_that_only_look_like_secrets():
     secrets = {"token": "t", "hf_token": "t", "token_value": "t", "api_key": "k", "openai_key": "k",
                "client_secret": "s", "password": "p", "passwd": "p", "Authorization": "a", "credentials": "c"}
     assert set(redact(secrets).values()) == {"***redacted***"}
+
+
+def test_recipes_lists_and_copies_the_bundled_recipes(tmp_path):
+    from pathlib import Path
+
+    repo = Path(QUICKSTART).parents[1]
+    listed = reasonlab("recipes")
+    assert listed.returncode == 0
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names == sorted(p.stem for p in (repo / "recipes").glob("*.toml")) and len(names) == 8
+    assert "quickstart" in names and "[tiny, cpu]" in listed.stdout
+    copied = reasonlab("recipes", "cp", "quickstart", str(tmp_path))
+    assert copied.returncode == 0 and (tmp_path / "quickstart.toml").read_text() == Path(QUICKSTART).read_text()
+    again = reasonlab("recipes", "cp", "quickstart", str(tmp_path))
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    typo = reasonlab("recipes", "cp", "quikstart", str(tmp_path / "x.toml"))
+    assert typo.returncode == 2 and "did you mean 'quickstart'" in typo.stderr
+
+
+def test_the_wheel_ships_the_recipes(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(QUICKSTART).parents[1]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(tmp_path), str(repo)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = tmp_path.glob("reasonlab-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(n.split("/")[-1] for n in names if n.startswith("reasonlab_recipes/") and n.endswith(".toml"))
+    assert shipped == sorted(p.name for p in (repo / "recipes").glob("*.toml"))
+    assert any(n.startswith("reasonlab_plugins/") for n in names)
