@@ -110,6 +110,10 @@ def _inner_columns(extra=()):
 
 
 curriculum.check = _check({"difficulty_field", "by", "seed", "inner_options"})
+# what a stage records in its rows.jsonl beside each question: the order this source made
+curriculum.recorded_columns = lambda spec: [
+    "pass_rate" if spec.options.get("by") == "pass_rate" else spec.options.get("difficulty_field", "difficulty")]
+review.recorded_columns = lambda spec: ["review"]
 curriculum.columns = _inner_columns()
 review.columns = _inner_columns(["review"])
 review.check = _check({"session", "new_per_session", "new_rows", "review_rows", "review_ratio", "seed",

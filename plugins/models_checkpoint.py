@@ -44,6 +44,8 @@ PRESETS = [
 STOP_IDS = [1, 106]
 # Gemma's turns (no system role: a system prompt opens the user turn), as in its chat template
 GEMMA_CHAT = "<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n"
+# Gemma's attention and MLP projections (Tunix's module names): what LoRA wraps by default
+GEMMA_LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -158,7 +160,8 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None):
     if tokenizer.pad_id() != 0:
         raise ModelError(f"tokenizer pad id is {tokenizer.pad_id()}, reasonlab needs 0", where=str(directory / "tokenizer.model"))
     return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=STOP_IDS, source_dir=directory,
-                       chat_template=GEMMA_CHAT if preset.name.endswith("-it") else None)
+                       chat_template=GEMMA_CHAT if preset.name.endswith("-it") else None,
+                       lora_modules=GEMMA_LORA_MODULES)
 
 
 def loader(preset: Preset):

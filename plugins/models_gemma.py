@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from reasonlab import hookimpl
+from reasonlab_plugins.models_checkpoint import GEMMA_LORA_MODULES
 from reasonlab.errors import ModelError
 
 CACHE_VERSION = "1"
@@ -147,7 +148,8 @@ def load(spec):
         model = params_safetensors.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
     model = with_last_token_prefill(model)
     tokenizer = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
-    return ModelBundle(model=model, tokenizer=tokenizer, preset="gemma3-270m", stop_ids=STOP_IDS, source_dir=directory)
+    return ModelBundle(model=model, tokenizer=tokenizer, preset="gemma3-270m", stop_ids=STOP_IDS, source_dir=directory,
+                       lora_modules=GEMMA_LORA_MODULES)
 
 
 def export_gemma3(bundle, out: Path, lora) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 from reasonlab import hookimpl
+from reasonlab_plugins.models_checkpoint import GEMMA_LORA_MODULES
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]
@@ -92,7 +93,8 @@ def load(spec):
     tokenizer = build_tokenizer()
     num_embed = max(VOCAB_SIZE, tokenizer.vocab_size + 4)
     model = Gemma3(model_config(num_embed), rngs=nnx.Rngs(0))
-    return ModelBundle(model=model, tokenizer=tokenizer, preset="tiny", stop_ids=[tokenizer.eos_id()])
+    return ModelBundle(model=model, tokenizer=tokenizer, preset="tiny", stop_ids=[tokenizer.eos_id()],
+                       lora_modules=GEMMA_LORA_MODULES)
 
 
 @hookimpl

@@ -181,7 +181,7 @@ def export(ctx, run_dir, out, stage):
 
     plugins = plugins_of(ctx)
     recipe, bundle, stage = load_run_model(Path(run_dir), plugins, stage)
-    exporter = plugins.registry("models").entries[recipe.model.preset].info.get("export")
+    exporter = plugins.registry("models").info(recipe.model.preset).get("export")
     if exporter is None:
         raise ReasonlabError(f"model preset {recipe.model.preset!r} has no exporter")
     exporter(bundle, Path(out), recipe.model.lora)

@@ -53,7 +53,8 @@ def register_datasets(register):
     It may carry ``loader.check(arg, spec)`` that ``validate`` calls without loading.
     A loader, check or ``columns`` that takes a ``context`` parameter gets a
     ``reasonlab.data.DataContext`` (``plugins``, ``run_dir``); ``loader.needs_run = True``
-    says its rows exist only once the run has written them.
+    says its rows exist only once the run has written them; ``loader.recorded_columns(spec)``
+    names columns a stage records in its ``rows.jsonl`` beside each question.
     """
 
 

@@ -30,6 +30,8 @@ class ModelBundle:
     # an instruction-tuned model's turns around a user message, "...{user}...": prompts are
     # wrapped in it unless the data says ``chat = false`` (base models have none)
     chat_template: str | None = None
+    # which modules LoRA wraps by default (a qwix module-path regex): the preset knows its architecture
+    lora_modules: str | None = None
 
     @property
     def lora(self) -> bool:
@@ -49,10 +51,16 @@ def apply_lora(bundle: ModelBundle, spec, seed: int) -> ModelBundle:
     import qwix
     from flax import nnx
 
-    provider = qwix.LoraProvider(module_path=spec.modules, rank=spec.rank, alpha=float(spec.alpha))
+    from reasonlab.errors import RecipeError
+
+    modules = spec.modules or bundle.lora_modules
+    if not modules:
+        raise RecipeError(f"model preset {bundle.preset!r} names no default LoRA modules", where="model.lora.modules",
+                          hint="give a regex of the module paths to wrap, e.g. \".*q_proj|.*v_proj\"")
+    provider = qwix.LoraProvider(module_path=modules, rank=spec.rank, alpha=float(spec.alpha))
     lora_model = qwix.apply_lora_to_model(bundle.model, provider, rngs=nnx.Rngs(seed), **bundle.model.get_model_input())
     return ModelBundle(lora_model, bundle.tokenizer, bundle.preset, bundle.stop_ids, base=bundle.model,
-                       source_dir=bundle.source_dir, chat_template=bundle.chat_template)
+                       source_dir=bundle.source_dir, chat_template=bundle.chat_template, lora_modules=modules)
 
 
 def share_backbone(source, *followers) -> None:

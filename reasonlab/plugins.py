@@ -84,6 +84,11 @@ class Registry:
             raise PluginError(f"unknown {self.kind[:-1]} {name!r}", hint=self.suggest(name) + broken)
         return self.entries[name].obj
 
+    def info(self, name: str) -> dict:
+        """What the plugin registered beside the object (``register(name, obj, **info)``)."""
+        self.get(name)  # an unknown name is the same clear error
+        return self.entries[name].info
+
 
 class PluginSystem:
     """The pluggy manager plus the registries built from it."""

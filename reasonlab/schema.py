@@ -51,13 +51,10 @@ class RecipeInfo(Strict):
         return value
 
 
-DEFAULT_LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"
-
-
 class LoraSpec(Strict):
     rank: PositiveInt = 8
     alpha: PositiveFloat = 16.0
-    modules: str = DEFAULT_LORA_MODULES
+    modules: str | None = None  # a regex of module paths; None: the model preset's own (ModelBundle.lora_modules)
 
 
 class ModelSpec(Strict):

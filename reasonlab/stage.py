@@ -132,10 +132,13 @@ class StageContext:
         rows = load_rows(spec, self.plugins, run_dir=self.run_dir)
         if not self.is_primary:
             return rows
+        loader = self.plugins.registry("datasets").get(spec.source.partition(":")[0])
+        # the question, and what the source says makes its order (a curriculum's difficulty, a replay's flag)
+        recorded = [spec.question_field, *getattr(loader, "recorded_columns", lambda spec: ())(spec)]
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / "rows.jsonl", "w", encoding="utf-8") as fh:
             for row in rows:
-                kept = {k: row[k] for k in (spec.question_field, "review", "difficulty") if k in row}
+                kept = {k: row[k] for k in recorded if k in row}
                 fh.write(json.dumps(kept, default=str) + "\n")
         return rows
 
