@@ -190,6 +190,9 @@ class Runner:
 
     def _preflight(self, state: dict) -> None:
         """Read every unfinished stage's data and check its rewards before the first stage trains."""
+        from reasonlab.private_api import check_versions
+
+        check_versions()  # the private Tunix/JAX uses were checked on the pinned versions only
         todo = [s for s in self.recipe.stages
                 if s.enabled and not self._finished(state, s.name) and not _reads_earlier_stage(s, self.plugins)]
         preflight(self.recipe, self.plugins, todo, self.dir)
