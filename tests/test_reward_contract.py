@@ -298,3 +298,36 @@ def test_a_reward_failing_everywhere_stops_a_run_in_its_first_step(tmp_path):
     errors = [json.loads(line) for line in (run_dir / "stages/grpo/reward_errors.jsonl").read_text().splitlines()]
     assert errors[0]["reward"] == "raises_always" and "Traceback" in errors[0]["traceback"]
     assert not any("train/actor/loss" in r for r in read_metrics(run_dir))  # no step trained on it
+
+
+def test_a_reward_that_takes_context_gets_the_runs_and_its_options_exclude_it():
+    """Rewards reach plugins and run-long objects through the context the core passes, not globals."""
+    from reasonlab.rewards import RewardContext, contract_of
+
+    seen = []
+
+    def uses_context(prompts, completions, scale: float = 1.0, context=None, **_):
+        seen.append(context)
+        context.shared["calls"] = context.shared.get("calls", 0) + 1
+        return [scale * len(c) for c in completions]
+
+    assert set(contract_of(uses_context).options) == {"scale"}  # `context` is not a recipe option
+    context = RewardContext(get_plugins(), shared={})
+    composite = CompositeReward([RewardSpec(name="ctx", options={"scale": 2.0})], registry_with(ctx=uses_context),
+                                context=context)
+    assert composite(["q", "q"], ["ab", "abc"]) == [4.0, 6.0]
+    composite(["q"], ["a"])
+    assert seen == [context, context] and context.shared["calls"] == 2
+    plain = CompositeReward([RewardSpec(name="format_strict")], get_plugins().registry("rewards"), context=context)
+    assert plain(["q"], ["<reasoning>r</reasoning><answer>1</answer>"]) == [1.0]  # rewards without it: unchanged
+
+
+def test_judges_live_in_the_runs_context():
+    from reasonlab.rewards import RewardContext
+    from reasonlab_plugins.rewards_judge import get_judge
+
+    a, b = RewardContext(get_plugins(), shared={}), RewardContext(get_plugins(), shared={})
+    options = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "cache": False}
+    assert get_judge("openai", options, a) is get_judge("openai", options, a)  # one per run, kept across steps
+    assert get_judge("openai", options, a) is not get_judge("openai", options, b)  # not shared between runs
+    assert a.shared["judges"]
