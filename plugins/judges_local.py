@@ -42,15 +42,15 @@ class LocalJudge:
     def _load(self):
         from tunix.generate import sampler as sampler_lib
 
-        from reasonlab.mesh import loading_onto, place_bundle
+        from reasonlab.mesh import place_bundle
+        from reasonlab.modeling import load_model
         from reasonlab.schema import ModelSpec
 
         spec = ModelSpec(preset=self.options.get("preset", "gemma3-270m"), path=self.options.get("path"),
                          dtype=self.options.get("dtype"))
         meshes = self.context.meshes
         self.mesh = meshes.role("judge") if meshes is not None else None
-        with loading_onto(self.mesh):
-            self._bundle = self.context.plugins.registry("models").get(spec.preset)(spec)
+        self._bundle = load_model(self.context.plugins, spec, self.mesh)
         if self.mesh is not None:
             place_bundle(self._bundle, self.mesh)  # for presets that build their weights in place
         config = self._bundle.model.config

@@ -130,18 +130,17 @@ def gemma2_config(hf: dict):
     return base
 
 
-def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None):
+def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=None):
     import jax.numpy as jnp
     import sentencepiece as spm
 
-    from reasonlab.mesh import load_mesh
-    from reasonlab.modeling import ModelBundle
+    from reasonlab.modeling import ModelBundle, single_device_mesh
 
     config_file = directory / "config.json"
     hf = json.loads(config_file.read_text()) if config_file.exists() else {}
     hf = hf.get("text_config", hf)
     dtype = jnp.float32 if dtype_name == "float32" else jnp.bfloat16
-    mesh = load_mesh()
+    mesh = mesh if mesh is not None else single_device_mesh()
     if preset.family == "gemma3":
         from tunix.models.gemma3 import params_safetensors
 
@@ -165,8 +164,8 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None):
 
 
 def loader(preset: Preset):
-    def load(spec):
-        return load_from_dir(preset, locate(preset, spec), spec.dtype)
+    def load(spec, context=None):
+        return load_from_dir(preset, locate(preset, spec), spec.dtype, context.load_mesh() if context else None)
 
     return load
 

@@ -127,14 +127,13 @@ def sentencepiece_model(reader) -> bytes:
     return proto.SerializeToString()
 
 
-def load(spec):
+def load(spec, context=None):
     import jax.numpy as jnp
     import sentencepiece as spm
     from tunix.models.gemma3 import model as gemma3_model
     from tunix.models.gemma3 import params_safetensors
 
-    from reasonlab.mesh import load_mesh
-    from reasonlab.modeling import ModelBundle
+    from reasonlab.modeling import ModelBundle, ModelContext
     from reasonlab_plugins._gemma3 import with_last_token_prefill
 
     directory = cache_dir()
@@ -143,7 +142,7 @@ def load(spec):
     dtype = jnp.float32 if spec.dtype == "float32" else jnp.bfloat16
     config = gemma3_model.ModelConfig.gemma3_270m()
     config.param_dtype = dtype
-    mesh = load_mesh()
+    mesh = (context or ModelContext()).load_mesh()
     with mesh:
         model = params_safetensors.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
     model = with_last_token_prefill(model)

@@ -295,7 +295,9 @@ def _evaluate(plugins, target, source, split, options, protocol, max_new_tokens,
         _, bundle, stage = load_run_model(Path(target), plugins)
         out = Path(out or Path(target) / "evals" / f"{stage}-{stamp}")
     else:
-        bundle = plugins.registry("models").get(target)(ModelSpec(preset=target, dtype=dtype))
+        from reasonlab.modeling import load_model
+
+        bundle = load_model(plugins, ModelSpec(preset=target, dtype=dtype))
         out = Path(out or Path("evals") / f"{target}-{stamp}")
     out.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(name="eval", kind="eval", config=config, recipe=None, model=bundle, dir=out, seed=config.seed,

@@ -9,7 +9,6 @@ Gemma's embedding gather).
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,30 +75,6 @@ def stage_meshes(run_spec: MeshSpec, stage_spec: MeshSpec | None, where: str) ->
     spec, where = (stage_spec, f"{where}.mesh") if stage_spec is not None else (run_spec, "mesh")
     return StageMeshes(build_mesh(spec, where),
                        {role: build_mesh(part, f"{where}.roles.{role}") for role, part in spec.roles.items()})
-
-
-_loading: Any = None
-
-
-@contextmanager
-def loading_onto(mesh):
-    """Model plugins called inside load their weights straight onto ``mesh`` (see ``load_mesh``)."""
-    global _loading
-    previous, _loading = _loading, mesh
-    try:
-        yield mesh
-    finally:
-        _loading = previous
-
-
-def load_mesh():
-    """The mesh a model plugin should load weights onto: the one the runner (or a judge) asks
-    for, so a model too big for one device is never gathered on one; one device otherwise."""
-    if _loading is not None:
-        return _loading
-    from reasonlab.modeling import single_device_mesh
-
-    return single_device_mesh()
 
 
 def run_meshes(recipe) -> dict[str, StageMeshes]:

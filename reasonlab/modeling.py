@@ -38,6 +38,30 @@ class ModelBundle:
         return self.base is not None
 
 
+@dataclass(frozen=True)
+class ModelContext:
+    """What the core hands a model loader that takes a ``context`` parameter: the mesh to load
+    its weights onto (so a model too big for one device is never gathered on one)."""
+
+    mesh: Any = None
+
+    def load_mesh(self):
+        return self.mesh if self.mesh is not None else single_device_mesh()
+
+
+def load_model(plugins, spec, mesh=None) -> "ModelBundle":
+    """The model preset ``spec.preset``, loaded onto ``mesh`` when its loader takes a context
+    (a loader written without one loads where it likes: one device)."""
+    load = plugins.registry("models").get(spec.preset)
+    try:
+        import inspect
+
+        takes = "context" in inspect.signature(load).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return load(spec, context=ModelContext(mesh)) if takes else load(spec)
+
+
 def single_device_mesh():
     """A (fsdp=1, tp=1) mesh with Auto axes (Explicit axes break Gemma's embedding gather)."""
     import jax

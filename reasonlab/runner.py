@@ -122,7 +122,7 @@ class Runner:
             lock.release()
 
     def _run_locked(self, time_budget: str | None) -> dict:
-        from reasonlab.mesh import loading_onto, run_meshes
+        from reasonlab.mesh import run_meshes
         from reasonlab.modeling import apply_lora, restore_trainable
 
         recipe = self.recipe
@@ -152,8 +152,7 @@ class Runner:
                 memory.release_after_compilations()
                 self._preflight(state)  # a reward that cannot score, or unreadable data, stops here
                 meshes = run_meshes(recipe)  # checked against the devices before the model loads
-                with loading_onto(next(iter(meshes.values())).main if meshes else None):
-                    bundle = self._load_model()
+                bundle = self._load_model(next(iter(meshes.values())).main if meshes else None)
                 if recipe.model.lora:
                     bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
                 for index, stage in enumerate(recipe.stages):
@@ -213,9 +212,10 @@ class Runner:
         if self.primary:
             call_hook(self.plugins.pm.hook, hook_name, **kwargs)
 
-    def _load_model(self):
-        spec = self.recipe.model
-        return self.plugins.registry("models").get(spec.preset)(spec)
+    def _load_model(self, mesh):
+        from reasonlab.modeling import load_model
+
+        return load_model(self.plugins, self.recipe.model, mesh)
 
     def _run_stage(self, index, stage, bundle, hub, progress, info, meshes):
         from reasonlab.mesh import place_bundle

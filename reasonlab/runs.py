@@ -29,7 +29,7 @@ def check_run_dir(run_dir: Path) -> None:
 
 def load_run_model(run_dir: Path, plugins, stage: str | None = None):
     """The model of a finished stage of a run (default: the last finished one), restored from orbax."""
-    from reasonlab.modeling import apply_lora, restore_trainable
+    from reasonlab.modeling import apply_lora, load_model, restore_trainable
     from reasonlab.recipe import load_recipe
 
     run_dir = Path(run_dir)
@@ -44,7 +44,7 @@ def load_run_model(run_dir: Path, plugins, stage: str | None = None):
     elif stage not in done:
         raise ReasonlabError(f"stage {stage!r} has not finished", where=str(run_dir),
                              hint=f"finished stages: {', '.join(done) or '(none)'}")
-    bundle = plugins.registry("models").get(recipe.model.preset)(recipe.model)
+    bundle = load_model(plugins, recipe.model)
     if recipe.model.lora:
         bundle = apply_lora(bundle, recipe.model.lora, recipe.info.seed)
     return recipe, restore_trainable(bundle, run_dir / "stages" / stage / "final"), stage
