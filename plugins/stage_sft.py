@@ -103,6 +103,19 @@ def model_inputs(pad_id: int):
 class SFTStage:
     Config = SFTConfig
 
+    @classmethod
+    def check(cls, config: SFTConfig, recipe, plugins) -> None:
+        """Before anything trains: each process feeds an equal slice of every batch."""
+        import os
+
+        from reasonlab import distributed
+
+        count = distributed.process_count() if distributed.process_count() > 1 else int(
+            os.environ.get("JAX_NUM_PROCESSES", "1") or 1)
+        if config.batch_size % count:
+            raise DataError(f"batch_size {config.batch_size} does not split over {count} processes",
+                            where="batch_size", hint="use a multiple of the process count")
+
     def run(self, ctx) -> StageResult:
         from tunix.sft import peft_trainer
 
@@ -122,9 +135,6 @@ class SFTStage:
             raise DataError(f"all {len(rows)} rows exceed the length budget "
                             f"({cfg.max_prompt_tokens} prompt / {cfg.max_completion_tokens} completion tokens)",
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens / max_completion_tokens")
-        if cfg.batch_size % ctx.process_count:
-            raise DataError(f"batch_size {cfg.batch_size} does not split over {ctx.process_count} processes",
-                            where=f"stages.{ctx.name}.batch_size", hint="use a multiple of the process count")
         trainer = peft_trainer.PeftTrainer(
             bundle.model,
             build_optimizer(cfg),

@@ -67,6 +67,14 @@ STAGE_SETTINGS = {
 CASES.update(STAGE_SETTINGS)
 
 
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "3")  # what a multi-process launch sets for every process
+    path = tmp_path / "r.toml"
+    path.write_text(GOOD.replace("steps = 2\n[[stages]]", "steps = 2\nbatch_size = 4\n[[stages]]"))
+    code, output = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and "stages.sft.batch_size" in output and "does not split over 3 processes" in output
+
+
 def run_cli(args, capsys) -> tuple[int, str]:
     code = 0
     try:
