@@ -30,8 +30,10 @@ def gemma(vocab: int = 512, seed: int = 0, lora: bool = False, layers: int = 2):
     if lora:
         from reasonlab.modeling import ModelBundle, apply_lora
         from reasonlab.schema import LoraSpec
+        from reasonlab_plugins.models_checkpoint import GEMMA_LORA_MODULES
 
-        model = apply_lora(ModelBundle(model, None, "tiny", []), LoraSpec(rank=4, alpha=8.0), seed).model
+        bundle = ModelBundle(model, None, "tiny", [], lora_modules=GEMMA_LORA_MODULES)  # what the tiny preset declares
+        model = apply_lora(bundle, LoraSpec(rank=4, alpha=8.0), seed).model
         # non-zero adapters, so the gradient reaches everything it would after one update
         state = nnx.state(model, nnx.LoRAParam)
         keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(state))))
