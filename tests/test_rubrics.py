@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import REPO, read_metrics, reasonlab, run_dir_of
 from judge_server import JudgeServer
 
