@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,9 @@ class DataContext:
 
 def call_loader(fn, arg: str, spec: DataSpec, context: DataContext):
     """``fn(arg, spec)``, plus ``context=`` when ``fn`` takes it (loaders written without it keep working)."""
-    return fn(arg, spec, context=context) if _takes_context(fn) else fn(arg, spec)
+    from reasonlab.plugins import takes_context
 
-
-def _takes_context(fn) -> bool:
-    try:
-        return "context" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+    return fn(arg, spec, context=context) if takes_context(fn) else fn(arg, spec)
 
 
 def load_rows(spec: DataSpec, plugins, run_dir: Path | None = None) -> list[dict]:

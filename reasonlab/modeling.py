@@ -52,14 +52,10 @@ class ModelContext:
 def load_model(plugins, spec, mesh=None) -> "ModelBundle":
     """The model preset ``spec.preset``, loaded onto ``mesh`` when its loader takes a context
     (a loader written without one loads where it likes: one device)."""
-    load = plugins.registry("models").get(spec.preset)
-    try:
-        import inspect
+    from reasonlab.plugins import takes_context
 
-        takes = "context" in inspect.signature(load).parameters
-    except (TypeError, ValueError):
-        takes = False
-    return load(spec, context=ModelContext(mesh)) if takes else load(spec)
+    load = plugins.registry("models").get(spec.preset)
+    return load(spec, context=ModelContext(mesh)) if takes_context(load) else load(spec)
 
 
 def single_device_mesh():

@@ -238,3 +238,13 @@ def call_tracker(tracker, method: str, *args) -> None:
                           where=_raised_at(exc),
                           hint="fix the tracker's options or turn it off in [tracking], then `reasonlab resume` "
                                "the run") from exc
+
+
+def takes_context(fn) -> bool:
+    """Whether a plugin callable declares a ``context`` parameter (then the core passes one)."""
+    import inspect
+
+    try:
+        return "context" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False

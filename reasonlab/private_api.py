@@ -47,16 +47,21 @@ USES = [
 ]
 
 
-def installed_versions() -> dict[str, str | None]:
+def package_versions(packages) -> dict[str, str | None]:
+    """Each installed package's version (None when it is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for package in WRITTEN_FOR:
+    for package in packages:
         try:
             found[package] = version(package)
         except PackageNotFoundError:
             found[package] = None
     return found
+
+
+def installed_versions() -> dict[str, str | None]:
+    return package_versions(WRITTEN_FOR)
 
 
 def check_versions() -> None:

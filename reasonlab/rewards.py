@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from reasonlab.errors import ReasonlabError
+from reasonlab.plugins import takes_context  # noqa: F401 - re-exported for reward plugins
 from reasonlab.schema import RewardSpec
 
 # Keyword arguments Tunix passes to every reward besides the dataset columns.
@@ -77,13 +78,6 @@ class RewardContext:
 
 
 _STANDALONE: RewardContext | None = None
-
-
-def takes_context(fn: Callable) -> bool:
-    try:
-        return "context" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def bind_context(fn: Callable, context: RewardContext | None) -> Callable:

@@ -18,7 +18,6 @@ import platform
 import sys
 import time
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from reasonlab import compile_cache, distributed, memory
@@ -38,12 +37,9 @@ RECORDED_PACKAGES = ("reasonlab", "google-tunix", "jax", "jaxlib", "flax", "qwix
 
 
 def environment(secrets: set[str] = frozenset()) -> dict:
-    versions = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
+    from reasonlab.private_api import package_versions
+
+    versions = package_versions(RECORDED_PACKAGES)
     argv = []
     for arg in redact(sys.argv):
         for secret in secrets:
