@@ -1,7 +1,13 @@
 """``kind = "grpo"``: GRPO with Tunix's GRPOLearner on an RLCluster (vanilla rollout).
 
-Recipe keys (besides ``TrainingStageConfig``): ``num_generations`` (G), ``beta`` (KL
-to the reference), ``epsilon`` (clip), ``temperature``/``top_k``/``top_p`` (rollout
+Recipe keys (besides ``TrainingStageConfig``): ``num_generations`` (G), ``algorithm``
+("grpo" default, "dr_grpo", "dapo", "gspo": a set of defaults for the next keys,
+``reasonlab_plugins.grpo_algorithms`` and docs/algorithms.md), ``beta`` (KL to the
+reference; 0 keeps no reference model), ``epsilon`` (= ``epsilon_low``, the clip's lower
+side) and ``epsilon_high`` (its upper side: DAPO's clip-higher), ``loss_aggregation``,
+``scale_rewards`` ("group", "batch", "none"), ``dynamic_sampling`` with
+``max_resample_batches``, ``overlong_buffer`` / ``overlong_penalty`` (DAPO's soft length
+penalty, in tokens), ``mask_truncated``, ``temperature``/``top_k``/``top_p`` (rollout
 sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
 ``reasonlab.rewards.CompositeReward``), ``reward_failures`` ("stop": a reward failing on
 a whole step, or on more than ``reward_max_failure_rate`` of the completions over
@@ -46,7 +52,7 @@ import importlib.util
 import json
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import AliasChoices, Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from reasonlab import hookimpl
 from reasonlab.data import apply_length_budget, render_prompt, require_columns
@@ -54,15 +60,26 @@ from reasonlab.errors import DataError
 from reasonlab.rewards import CompositeReward, summary_table
 from reasonlab.schema import RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
+from reasonlab_plugins import grpo_algorithms
+from reasonlab_plugins.grpo_algorithms import Aggregation
 
 
 class GRPOConfig(TrainingStageConfig):
     batch_size: PositiveInt = 2
     learning_rate: PositiveFloat = 1e-5
     num_generations: int = Field(4, ge=2)
-    beta: float = Field(0.04, ge=0.0)
+    algorithm: Literal["grpo", "dr_grpo", "dapo", "gspo"] = "grpo"  # each one's defaults: grpo_algorithms.py
+    beta: float | None = Field(None, ge=0.0)  # None: the algorithm's (0.04; DAPO 0)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # k1 pulls on the policy where it equals the reference: docs/results.md
-    epsilon: PositiveFloat = 0.2
+    epsilon: PositiveFloat | None = Field(None, validation_alias=AliasChoices("epsilon", "epsilon_low"))
+    epsilon_high: PositiveFloat | None = None
+    loss_aggregation: Aggregation | None = None
+    scale_rewards: Literal["group", "batch", "none"] | None = None
+    dynamic_sampling: bool | None = None
+    max_resample_batches: NonNegativeInt = 3
+    overlong_buffer: NonNegativeInt | None = None  # tokens; 0 = off
+    overlong_penalty: float = Field(1.0, ge=0.0)
+    mask_truncated: bool = False
     temperature: PositiveFloat = 0.7
     top_k: PositiveInt | None = 50
     top_p: float | None = Field(0.9, gt=0.0, le=1.0)
@@ -95,9 +112,11 @@ def prompt_records(rows, cfg, tokenizer, chat_template: str | None = None):
     return apply_length_budget(records, lengths, (cfg.max_prompt_tokens,))
 
 
-def training_batches(records, cfg, seed: int, should_stop=lambda: False):
-    """``steps`` batches in a seed-determined order, drawn lazily (a huge ``steps`` allocates
-    nothing up front); ends early when ``should_stop()``."""
+def training_batches(records, cfg, seed: int, should_stop=lambda: False, endless: bool = False):
+    """``steps`` batches (``endless``: without end) in a seed-determined order, drawn lazily (a huge
+    ``steps`` allocates nothing up front); ends early when ``should_stop()``."""
+    import itertools
+
     import grain
     import numpy as np
 
@@ -108,7 +127,7 @@ def training_batches(records, cfg, seed: int, should_stop=lambda: False):
             yield from rng.permutation(len(records)).tolist() if cfg.data.order == "shuffle" else range(len(records))
 
     order = indices()
-    for _ in range(cfg.steps):
+    for _ in itertools.count() if endless else range(cfg.steps):
         if should_stop():
             return
         chosen = [records[next(order)] for _ in range(cfg.batch_size)]
@@ -149,52 +168,45 @@ def frozen_copy(model):
 
 def lean_grpo_loss(model, train_example, algo_config, pad_id: int, eos_id: int, remat: bool = False):
     """Tunix's GRPO policy loss (``tunix.rl.algo_core.grpo_loss_fn``) for what this stage
-    configures — the token-level clipped importance ratio, the KL penalty to the reference
-    and Tunix's loss aggregation, with Tunix's own KL and aggregation functions — but with
+    configures — the clipped importance ratio (token or, for GSPO, sequence level), clip-higher,
+    the KL penalty to the reference and the loss aggregation, read from Tunix's
+    ``algo_config`` as Tunix's loss reads them (``grpo_algorithms.policy_loss``) — but with
     log-probs from ``reasonlab.logprobs`` instead of [B, L, V] logits. ``remat`` recomputes
     each decoder layer in the backward pass (``logprobs.layer_remat``); it needs the model
     to come through NNX's transforms, as in Tunix's trainer (flax refuses it on a model
     rebuilt with ``nnx.merge`` inside a plain ``jax.grad``)."""
-    import jax
     import jax.numpy as jnp
-    from tunix.rl import common
 
     from reasonlab import logprobs
 
     logps, entropy = logprobs.completion_logps(model, train_example.prompt_ids, train_example.completion_ids,
                                                pad_id, eos_id, algo_config.temperature, remat)
     mask = train_example.completion_mask
-    old = train_example.old_per_token_logps
-    old = jax.lax.stop_gradient(logps) if old is None else old.astype(jnp.float32)
-    ratio = jnp.exp(jnp.clip(logps - old, -20.0, 20.0))
-    advantages = train_example.advantages.astype(jnp.float32)[:, None]
-    unclipped = -advantages * ratio
-    clipped = -advantages * jnp.clip(ratio, 1 - algo_config.epsilon, 1 + algo_config.epsilon)
-    loss = common.aggregate_loss(jnp.maximum(unclipped, clipped), mask, algo_config.loss_agg_mode)
-
-    def token_mean(values):
-        return (values * mask).sum() / jnp.clip(mask.sum(), min=1)
-
-    aux = {"kl": jnp.float32(0.0), "pg_clipfrac": token_mean(clipped > unclipped), "entropy": token_mean(entropy)}
-    if train_example.ref_per_token_logps is not None:
-        kl = common.compute_kl_divergence(logps, train_example.ref_per_token_logps, algo_config.kl_loss_mode,
-                                          clamp_value=algo_config.kl_clamp_value)
-        aux["kl"] = token_mean(kl)
-        if algo_config.beta:
-            loss = loss + algo_config.beta * common.aggregate_loss(kl, mask, algo_config.loss_agg_mode)
+    loss, aux = grpo_algorithms.policy_loss(
+        logps, train_example.old_per_token_logps, train_example.ref_per_token_logps, train_example.advantages, mask,
+        epsilon=algo_config.epsilon, epsilon_high=getattr(algo_config, "epsilon_high", algo_config.epsilon),
+        loss_agg_mode=algo_config.loss_agg_mode, sequence_ratio=algo_config.loss_algo == "gspo-token",
+        beta=algo_config.beta, kl_loss_mode=algo_config.kl_loss_mode, kl_clamp_value=algo_config.kl_clamp_value)
+    aux["entropy"] = (entropy * mask).sum() / jnp.clip(mask.sum(), min=1)
     return loss, aux
 
 
 def learner_class():
-    """Tunix's GRPOLearner, with ``lean_grpo_loss`` as the actor's loss where the model allows."""
+    """Tunix's GRPOLearner, with ``lean_grpo_loss`` as the actor's loss where the model allows,
+    and the rollout-side pieces of the algorithm: truncated completions masked out of the loss
+    and dynamic sampling (``grpo_algorithms``)."""
     import numpy as np
+    from tunix.rl import rl_cluster as rl_cluster_lib
     from tunix.rl.grpo import grpo_learner
 
     from reasonlab import logprobs
 
     class LeanGRPOLearner(grpo_learner.GRPOLearner):
-        def __init__(self, **kwargs):
+        def __init__(self, *, settings, more_prompts=None, max_completion_tokens: int = 0, on_metrics=None, **kwargs):
             super().__init__(**kwargs)
+            self.settings, self.more_prompts = settings, more_prompts
+            self.max_completion_tokens, self.on_metrics = max_completion_tokens, on_metrics
+            self.extra_draws = 0
             trainer = self.rl_cluster.actor_trainer
             if not logprobs.supported(trainer.model):
                 return
@@ -203,6 +215,28 @@ def learner_class():
             trainer.with_loss_fn(lambda model, train_example, algo_config: lean_grpo_loss(
                 model, train_example, self.algo_config, pad_id, eos_id, remat=True), has_aux=True)
             trainer.with_rl_metrics_to_log({"kl": np.mean, "pg_clipfrac": np.mean, "entropy": np.mean})
+
+        def _generate_and_compute_advantage(self, training_input, mode=rl_cluster_lib.Mode.TRAIN):
+            example = self._rolled_out(training_input, mode)
+            if mode != rl_cluster_lib.Mode.TRAIN or not self.settings.dynamic_sampling:
+                return example
+            example, stats = grpo_algorithms.fill_with_informative_groups(
+                example, lambda: self._rolled_out(self._next_prompts(), mode), self.algo_config.num_generations,
+                self.settings.max_resample_batches)
+            self.on_metrics(stats.metrics(example.advantages.shape[0] // self.algo_config.num_generations))
+            return example
+
+        def _rolled_out(self, training_input, mode):
+            example = super()._generate_and_compute_advantage(training_input, mode)
+            if self.settings.mask_truncated:
+                example, truncated = grpo_algorithms.mask_truncated(example, self.max_completion_tokens)
+                self.on_metrics({"train/truncated_fraction": float(np.mean(truncated))})
+            return example
+
+        def _next_prompts(self):
+            self.extra_draws += 1
+            return grpo_algorithms.repeat_for_groups(next(self.more_prompts), self.algo_config.num_generations,
+                                                     f"resample{self.extra_draws}")
 
     return LeanGRPOLearner
 
@@ -259,7 +293,8 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
     class TimedCluster(rl_cluster_lib.RLCluster):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            use_lean_reference(self.inference_worker)
+            if kwargs.get("reference") is not None:
+                use_lean_reference(self.inference_worker)
             self._anchor_policy_state = None
             metrics_before_checkpoints(self.actor_trainer, self._write_buffered_metrics)
 
@@ -308,6 +343,34 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
     return CPUSplitMeshCluster
 
 
+def describe(settings) -> str:
+    parts = [f"algorithm {settings.algorithm}", f"loss {settings.loss_aggregation}",
+             f"rewards scaled by {settings.scale_rewards}", f"clip [{1 - settings.epsilon:g}, {1 + settings.epsilon_high:g}]",
+             f"{settings.ratio}-level ratio", f"beta {settings.beta:g}"]
+    if settings.dynamic_sampling:
+        parts.append(f"dynamic sampling (<= {settings.max_resample_batches} extra batches)")
+    if settings.overlong_buffer:
+        parts.append(f"overlong penalty over the last {settings.overlong_buffer} tokens")
+    if settings.mask_truncated:
+        parts.append("truncated completions masked")
+    return ", ".join(parts)
+
+
+def overlong_reward(tokenizer, max_tokens: int, settings, on_metrics):
+    """DAPO's soft overlong penalty as one more of Tunix's reward functions (summed with the
+    recipe's rewards), the completion's length counted in the tokenizer's tokens."""
+
+    def overlong_penalty(prompts, completions, **_):
+        lengths = [len(tokenizer.encode(text)) for text in completions]
+        scores = grpo_algorithms.overlong_penalty(lengths, max_tokens, settings.overlong_buffer,
+                                                  settings.overlong_penalty)
+        on_metrics({"train/overlong/penalised_fraction": float((scores < 0).mean()),
+                    "train/overlong/mean_penalty": float(scores.mean())})
+        return scores.tolist()
+
+    return overlong_penalty
+
+
 class GRPOStage:
     Config = GRPOConfig
 
@@ -320,10 +383,18 @@ class GRPOStage:
             raise RecipeError('reference = "base" is the backbone under the LoRA adapters; this model has no LoRA',
                               where="reference", hint='set model.lora, or use reference = "initial"')
         check_rollout_engine(config, "")
+        settings = grpo_algorithms.resolve(config)
+        if settings.epsilon_high < settings.epsilon:
+            raise RecipeError(f"epsilon_high ({settings.epsilon_high:g}) is below epsilon ({settings.epsilon:g}): "
+                              "clip-higher widens the upper bound", where="epsilon_high",
+                              hint="set epsilon_high >= epsilon, or leave it out (= epsilon)")
+        if settings.overlong_buffer > config.max_completion_tokens:
+            raise RecipeError(f"overlong_buffer ({settings.overlong_buffer}) is longer than max_completion_tokens "
+                              f"({config.max_completion_tokens})", where="overlong_buffer",
+                              hint="the penalty ramps over the last overlong_buffer tokens of the budget")
 
     def run(self, ctx) -> StageResult:
         from tunix.rl import rl_cluster as rl_cluster_lib
-        from tunix.rl.grpo import grpo_learner
         from tunix.rl.rollout import base_rollout
 
         from reasonlab.optim import build_optimizer
@@ -340,7 +411,12 @@ class GRPOStage:
                             where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
 
         check_rollout_engine(cfg, f"stages.{ctx.name}")
-        reference = bundle.base if cfg.reference == "base" else frozen_copy(bundle.model)
+        settings = grpo_algorithms.resolve(cfg)
+        ctx.progress.print(f"stage {ctx.name!r}: {describe(settings)}")
+        if settings.beta == 0:  # no KL term: no reference in memory, no reference forward pass
+            reference = None
+        else:
+            reference = bundle.base if cfg.reference == "base" else frozen_copy(bundle.model)
         optimizer = build_optimizer(cfg)
         rollout = base_rollout.RolloutConfig(
             max_tokens_to_generate=cfg.max_completion_tokens,
@@ -381,12 +457,17 @@ class GRPOStage:
                                  errors_path=ctx.dir / "reward_errors.jsonl", warn=ctx.progress.print,
                                  where=f"stages.{ctx.name}.rewards", deadline=cfg.reward_deadline,
                                  on_metrics=lambda metrics: ctx.log(metrics, next_step()))
+        reward_fns = [reward]
+        if settings.overlong_buffer:
+            reward_fns.append(overlong_reward(bundle.tokenizer, cfg.max_completion_tokens, settings,
+                                              lambda metrics: ctx.log(metrics, next_step())))
         learner = learner_class()(
             rl_cluster=cluster,
-            algo_config=grpo_learner.GRPOConfig(num_generations=cfg.num_generations, num_iterations=cfg.num_iterations,
-                                                beta=cfg.beta, epsilon=cfg.epsilon,
-                                                kl_loss_mode=KL_LOSS_MODES[cfg.kl_estimator]),
-            reward_fns=[reward],
+            algo_config=grpo_algorithms.tunix_config(settings, cfg.num_generations, cfg.num_iterations,
+                                                     KL_LOSS_MODES[cfg.kl_estimator]),
+            reward_fns=reward_fns, settings=settings, max_completion_tokens=cfg.max_completion_tokens,
+            more_prompts=training_batches(budget.kept, cfg, ctx.seed + 1, endless=True),
+            on_metrics=lambda metrics: ctx.log(metrics, next_step()),
         )
         try:
             with ctx.meshes.role("actor"):
