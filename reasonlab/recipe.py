@@ -298,7 +298,7 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[s
         stages.append(ResolvedStage(spec.name, spec.kind, config, spec.enabled))
     trackers = plugins.registry("trackers")
     for name in model.tracking:
-        if name not in trackers and name != "jsonl":
+        if name not in trackers:
             problems.append(f"tracking.{name}: unknown tracker {name!r}; {trackers.suggest(name)}")
     if problems:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(p.lstrip(".") for p in problems), where=str(path))

@@ -129,7 +129,7 @@ class Runner:
         info = RunInfo(recipe=recipe.name, run_id=self.dir.name, dir=self.dir, config=redact(recipe.resolved),
                        tags=list(recipe.info.tags), profile=recipe.profile)
         trackers = [self.plugins.registry("trackers").get(name)(options, info)
-                    for name, options in recipe.tracking.items() if name != "jsonl" and self.primary]
+                    for name, options in recipe.tracking.items() if self.primary]
         state = self.read_state()
         if state.get("status") == "running":  # we hold the lock, so its last writer is gone
             self._set_state(status="interrupted", resumable=True, reason="process gone")

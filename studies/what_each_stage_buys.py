@@ -2,11 +2,14 @@
 evaluated on the same held-out items, with intervals and paired tests between the rows.
 
     python studies/what_each_stage_buys.py OUT [--recipe recipes/quickstart.toml] [--profile cpu]
+        [--variant LABEL STAGE.KEY=VALUE ...]
 
 1. ``reasonlab run RECIPE -p PROFILE stages.grpo.enabled=false``: the base eval, SFT, and
    the final eval stage on the SFT model (the "SFT only" row);
 2. a branch of that run (``studies/branch.py``) with GRPO and the final eval switched on,
-   through ``reasonlab resume``: the same SFT checkpoint, GRPO added (the "SFT -> GRPO" row).
+   through ``reasonlab resume``: the same SFT checkpoint, GRPO added (the "SFT -> GRPO" row);
+3. with ``--variant LABEL STAGE.KEY=VALUE ...``, one more such branch per variant with those
+   settings (e.g. ``--variant dapo grpo.algorithm=dapo``), a row each.
 
 Every row is scored on the items of the recipe's eval stages (greedy, plus the
 ``sampled_format`` samples at temperature 0.7). Writes OUT/table.md and OUT/table.json;
@@ -35,6 +38,18 @@ def done(run: Path) -> bool:
 
 def reasonlab(*args) -> None:
     subprocess.run([sys.executable, "-m", "reasonlab", *map(str, args)], check=True)
+
+
+def train_variant(out: Path, label: str, settings: list[str]) -> dict[str, float]:
+    """SFT -> GRPO again from the same SFT checkpoint, with these GRPO settings (e.g. an algorithm)."""
+    run = out / f"sft_{label}"
+    if done(run):
+        return {}
+    start = time.perf_counter()
+    if not run.exists():
+        branch(out / "sft_only", run, ["grpo", "eval"], settings)
+    reasonlab("resume", run, "--no-progress")
+    return {f"GRPO ({label}) + eval": time.perf_counter() - start}
 
 
 def train(recipe: Path, profile: str, out: Path) -> dict[str, float]:
@@ -94,14 +109,19 @@ def table(rows: dict[str, tuple[list[dict], list[dict]]]) -> tuple[str, dict]:
                         "format_accuracy": sum(s["format"] for s in greedy) / len(greedy),
                         "sampled_format_accuracy": (sum(s["format"] for s in sampled) / len(sampled)) if sampled else None,
                         "truncation_rate": sum(s.get("truncated", 0) for s in greedy) / len(greedy)}
-    lines += ["", "| paired (greedy answers) | gained / lost | difference (95 % bootstrap CI) | exact McNemar p |",
+    lines += ["", "| paired (answers) | gained / lost | difference (95 % bootstrap CI) | exact McNemar p |",
               "|---|---|---|---|"]
-    for a, b in zip(names, names[1:]):
-        cmp = paired(rows[a][0], rows[b][0])
-        record[f"{b} vs {a}"] = cmp
-        lines.append(f"| {b} vs {a} | {cmp['gained']} / {cmp['lost']} | {cmp['difference']:+.3f} "
-                     f"({cmp['bootstrap95'][0]:+.3f}…{cmp['bootstrap95'][1]:+.3f}) | "
-                     f"{cmp['mcnemar_p']:.3g}{'' if cmp['significant'] else ' (not significant)'} |")
+    # each row against the one before it; every GRPO row also against SFT only
+    pairs = list(zip(names, names[1:])) + [("SFT only", b) for b in names[3:]]
+    for a, b in pairs:
+        for kind, index in (("greedy", 0), ("sampled", 1)):
+            if kind == "sampled" and not (rows[a][1] and rows[b][1]):
+                continue
+            cmp = paired(rows[a][index], rows[b][index])
+            record[f"{b} vs {a}" + ("" if kind == "greedy" else ", sampled")] = cmp
+            lines.append(f"| {b} vs {a}, {kind} | {cmp['gained']} / {cmp['lost']} | {cmp['difference']:+.3f} "
+                         f"({cmp['bootstrap95'][0]:+.3f}…{cmp['bootstrap95'][1]:+.3f}) | "
+                         f"{cmp['mcnemar_p']:.3g}{'' if cmp['significant'] else ' (not significant)'} |")
     return "\n".join(lines), record
 
 
@@ -110,13 +130,20 @@ def main(argv=None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--recipe", type=Path, default=HERE.parent / "recipes" / "quickstart.toml")
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("LABEL", "STAGE.KEY=VALUE"),
+                        help="one more row: GRPO from the same SFT checkpoint with these settings, e.g. "
+                             "--variant dapo grpo.algorithm=dapo (repeatable)")
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = train(args.recipe, args.profile, args.out)
+    for label, *settings in args.variant:
+        seconds.update(train_variant(args.out, label, settings))
     rows = {"base": samples(args.out / "sft_only" / "stages" / "eval_base"),
             "SFT only": samples(args.out / "sft_only" / "stages" / "eval"),
             "SFT -> GRPO": samples(args.out / "sft_grpo" / "stages" / "eval")}
+    for label, *settings in args.variant:
+        rows[f"SFT -> GRPO ({label}: {', '.join(settings)})"] = samples(args.out / f"sft_{label}" / "stages" / "eval")
     text, record = table(rows)
     header = (f"CPU: {cpu_kind()}; {args.recipe.name} --profile {args.profile}; "
               f"{record['base']['n']} held-out items\n\n")

@@ -90,7 +90,7 @@ def make_files(folder):
     (folder / "list.jsonl").write_text('{"question": "q", "answer": "1"}\n[1, 2]\n')
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=hostile())
 def test_hostile_recipes_and_data_are_refused_with_where_and_exit_2(tmp_path_factory, case):
     kind, text, names = case

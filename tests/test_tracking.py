@@ -31,3 +31,34 @@ def test_records_survive_sigkill_right_after_logging(tmp_path: Path):
     assert proc.returncode == -9, proc.stderr
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["train/actor/loss"]) for r in records] == [(3, 0.5), (4, 0.25)]
+
+
+def test_the_jsonl_tracker_is_an_ordinary_plugin_that_mirrors_every_record(tmp_path: Path):
+    """``[tracking.jsonl]`` is a builtin tracker like wandb, found through the registry (the
+    core no longer names it); the run's own metrics.jsonl is written either way."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from reasonlab.errors import RecipeError
+    from reasonlab.plugins import get_plugins
+    from reasonlab.tracking import MetricsHub, RunInfo
+
+    tracker_class = get_plugins().registry("trackers").get("jsonl")
+    run = RunInfo(recipe="demo", run_id="r1", dir=tmp_path / "run", config={})
+    run.dir.mkdir()
+    tracker = tracker_class({"path": str(tmp_path / "shared" / "{recipe}.jsonl")}, run)
+    hub = MetricsHub(run, [tracker], SimpleNamespace(on_metrics=lambda **_: None),
+                     SimpleNamespace(update=lambda step, metrics: None))
+    hub.start_stage(SimpleNamespace(name="sft", kind="sft"))
+    hub.log({"train/loss": 1.5, "not a number": "x"}, step=1)
+    hub.end_stage({"final_loss": 1.5})
+    hub.close()
+    mirrored = [json.loads(line) for line in (tmp_path / "shared" / "demo.jsonl").read_text().splitlines()]
+    assert mirrored[0] == {"recipe": "demo", "run_id": "r1", "stage": "sft", "step": 1,
+                           "time": mirrored[0]["time"], "train/loss": 1.5}
+    assert mirrored[1] == {"recipe": "demo", "run_id": "r1", "stage": "sft", "summary": True, "final_loss": 1.5}
+    assert json.loads((run.dir / "metrics.jsonl").read_text())["train/loss"] == 1.5
+    for bad in ({}, {"path": ""}, {"path": "x.jsonl", "mode": "w"}):
+        with pytest.raises(RecipeError, match="tracking.jsonl"):
+            tracker_class(bad, run)
