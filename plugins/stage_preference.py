@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt
 
-from reasonlab import hookimpl
+from reasonlab import hookimpl, private_api
 from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
 from reasonlab.errors import DataError, RecipeError
 from reasonlab.rewards import CompositeReward
@@ -190,7 +190,7 @@ class PreferenceStage:
             training_config=dpo_trainer.DPOTrainingConfig(**trainer_options(ctx, cfg)))
         trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
-        trainer._aux_metrics_to_log.update({"lengths/chosen": np.mean, "lengths/rejected": np.mean})
+        private_api.log_more_aux_metrics(trainer, {"lengths/chosen": np.mean, "lengths/rejected": np.mean})
         metrics_before_checkpoints(trainer)
         try:
             trainer.train(batches(budget.kept, cfg, ctx.seed, ctx.should_stop))

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reasonlab import memory
+from reasonlab import memory, private_api
 from reasonlab.files import write_json
 
 log = logging.getLogger(__name__)
@@ -96,15 +96,12 @@ def finish_prefetch() -> list[str]:
 
 
 class Prefetcher:
-    """Wraps JAX's persistent-cache read (``jax._src.compiler._cache_read``, private: re-check
-    its signature on a JAX upgrade; ``tests/test_compile_cache.py`` covers it)."""
+    """Wraps JAX's persistent-cache read (private: ``reasonlab.private_api.cache_read``;
+    ``tests/test_compile_cache.py`` covers it)."""
 
     def __init__(self, cache_dir: Path, manifest: Path):
-        from jax._src import compiler
-
         self.cache_dir, self.manifest = cache_dir, manifest
-        self._compiler = compiler
-        self._original_read = compiler._cache_read
+        self._original_read = private_api.cache_read()
         self._lock = threading.Lock()
         self._reads: dict[tuple, dict] = {}  # (stage, cache key) -> what is needed to load it again, in read order
         self._pending: dict[str, tuple[dict, object]] = {}  # cache key -> (its record, Future of the load)
@@ -115,17 +112,15 @@ class Prefetcher:
 
     # -- planning ----------------------------------------------------------
     def install(self) -> None:
-        self._compiler._cache_read = self._read
+        private_api.set_cache_read(self._read)
 
     def begin_stage(self, stage: str) -> None:
-        from jax._src import xla_bridge
-
         with self._lock:
             if stage == self._stage:
                 return
             self._stage = stage
             self._drop_pending()
-            backend = xla_bridge.get_backend()
+            backend = private_api.backend()
             for record in self._plan:
                 if record.get("stage") == stage:
                     self._pending[record["key"]] = (record, self._pool.submit(self._load, record, backend))
@@ -145,13 +140,8 @@ class Prefetcher:
     # -- loading -----------------------------------------------------------
     @staticmethod
     def _load(record: dict, backend):
-        from jax._src import compilation_cache
-        from jax._src.lib import xla_client
-
-        options = xla_client.CompileOptions.ParseFromString(base64.b64decode(record["options"]))
-        by_id = {device.id: device for device in backend.devices()}
-        devices = xla_client.DeviceList(tuple(by_id[i] for i in record["devices"]))
-        loaded = compilation_cache.get_executable_and_time(record["key"], options, backend, devices)
+        loaded = private_api.load_cached_executable(record["key"], base64.b64decode(record["options"]),
+                                                    record["devices"], backend)
         memory.release_free_memory()  # deserialising frees ~0.2 GB of scratch (train step) that glibc keeps
         return loaded
 
@@ -189,8 +179,8 @@ class Prefetcher:
 
     # -- finishing ---------------------------------------------------------
     def finish(self) -> None:
-        if self._compiler._cache_read == self._read:
-            self._compiler._cache_read = self._original_read
+        if private_api.cache_read() == self._read:
+            private_api.set_cache_read(self._original_read)
         with self._lock:
             self._drop_pending()
             reads = list(self._reads.values())
@@ -203,7 +193,7 @@ class Prefetcher:
             write_json(self.manifest, {"programs": large})
 
     def _entry_path(self, key) -> Path:
-        return self.cache_dir / f"{key}-cache"  # how JAX's file cache names an entry (jax._src.lru_cache)
+        return self.cache_dir / f"{key}-cache"  # how JAX's file cache (its lru_cache module) names an entry
 
     def _entry_size(self, key: str) -> int:
         try:

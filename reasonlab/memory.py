@@ -16,6 +16,8 @@ import ctypes
 import ctypes.util
 import functools
 
+from reasonlab import private_api
+
 
 @functools.cache
 def _malloc_trim():
@@ -32,7 +34,6 @@ def release_free_memory() -> bool:
     return bool(trim(0)) if trim is not None else False
 
 
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch.BACKEND_COMPILE_EVENT
 _listening = False
 
 
@@ -49,5 +50,5 @@ def release_after_compilations() -> None:
 
 
 def _after_event(event: str, duration: float, **kwargs) -> None:
-    if event == COMPILE_EVENT:
+    if event == private_api.COMPILE_EVENT:
         release_free_memory()

@@ -1,8 +1,11 @@
-"""Every private Tunix/JAX attribute reasonlab leans on, in one list, and the versions it was
-written for. There is no public way to do these things; each must be re-checked when
-pyproject.toml's pin of JAX, Flax or Tunix moves. ``tests/test_private_api.py`` fails when
-one of them disappears from the installed packages, and ``check_versions()`` (the runner's
-preflight, before anything trains) stops a run on versions nobody has checked them against.
+"""Every private Tunix/JAX attribute reasonlab leans on — the one module that touches them —
+and the versions it was written for. There is no public way to do these things; each must be
+re-checked when pyproject.toml's pin of JAX, Flax or Tunix moves. Other modules (core and
+plugins alike) call the functions and base classes below, never the private names:
+``tests/test_private_api.py`` fails when one of them disappears from the installed packages,
+when one is used anywhere else, or when a new ``jax._src`` import appears; ``check_versions()``
+(the runner's preflight, before anything trains) stops a run on versions nobody has checked
+them against. Imports are lazy: the light commands never load JAX or Tunix through here.
 """
 
 from __future__ import annotations
@@ -23,28 +26,148 @@ class PrivateUse:
 
 
 USES = [
-    PrivateUse("jax._src.compiler", "_cache_read", "compile_cache: wrapped to hand JAX prefetched executables"),
-    PrivateUse("jax._src.compilation_cache", "get_executable_and_time", "compile_cache: loads a cached executable"),
-    PrivateUse("jax._src.xla_bridge", "get_backend", "compile_cache: the backend to load executables onto"),
-    PrivateUse("jax._src.lib", "xla_client", "compile_cache: CompileOptions and DeviceList of a recorded program"),
-    PrivateUse("jax._src.monitoring", "_scalar_listeners", "tunix_bridge: unregisters the scalar listener it added"),
-    PrivateUse("jax._src.dispatch", "BACKEND_COMPILE_EVENT", "memory: the compile-time event it listens to"),
+    PrivateUse("jax._src.compiler", "_cache_read", "cache_read/set_cache_read: compile_cache hands JAX prefetched executables"),
+    PrivateUse("jax._src.compilation_cache", "get_executable_and_time", "load_cached_executable: compile_cache's prefetch"),
+    PrivateUse("jax._src.xla_bridge", "get_backend", "backend: the backend compile_cache loads executables onto"),
+    PrivateUse("jax._src.lib", "xla_client", "load_cached_executable: CompileOptions and DeviceList of a recorded program"),
+    PrivateUse("jax._src.monitoring", "_scalar_listeners", "remove_scalar_listener: tunix_bridge's metrics listener"),
+    PrivateUse("jax._src.dispatch", "BACKEND_COMPILE_EVENT", "COMPILE_EVENT: memory's release after each compilation"),
     PrivateUse("tunix.sft.checkpoint_manager:CheckpointManager", "_checkpoint_manager",
-               "tunix_bridge: asks orbax whether a step saves, to write its metrics first", instance=True),
+               "orbax_manager: tunix_bridge asks orbax whether a step saves, to write its metrics first", instance=True),
     PrivateUse("tunix.sft.peft_trainer:PeftTrainer", "_write_train_metrics",
-               "tunix_bridge: writes the step Tunix holds back before a checkpoint"),
+               "write_held_back_metrics: the step Tunix holds back, written before a checkpoint"),
     PrivateUse("tunix.sft.dpo.dpo_trainer:DPOTrainer", "_aux_metrics_to_log",
-               "stage_preference: logs chosen/rejected lengths", instance=True),
-    PrivateUse("tunix.rl.rl_cluster:RLCluster", "_log_metrics", "stage_grpo: numbers rollout records from 1"),
+               "log_more_aux_metrics: stage_preference logs chosen/rejected lengths", instance=True),
+    PrivateUse("tunix.rl.rl_cluster:RLCluster", "_log_metrics", "RLClusterBase: rollout records numbered from 1"),
     PrivateUse("tunix.rl.rl_cluster:RLCluster", "_buffered_train_metrics",
-               "stage_grpo: flushes buffered metrics before a checkpoint", instance=True),
+               "RLClusterBase.write_buffered_metrics: before a checkpoint", instance=True),
     PrivateUse("tunix.rl.rl_cluster:RLCluster", "_backbone_sharing_map",
-               "stage_grpo: whether the reference shares the actor's backbone", instance=True),
+               "RLClusterBase.reference_shares_backbone", instance=True),
     PrivateUse("tunix.rl.rl_cluster:RLCluster", "_anchor_policy_state",
-               "stage_grpo: dropped after each weight sync (no anchor copy)", instance=True),
+               "RLClusterBase.drop_anchor_snapshot: no second copy of the weights", instance=True),
+    PrivateUse("tunix.rl.grpo.grpo_learner:GRPOLearner", "_generate_and_compute_advantage",
+               "GRPOLearnerBase.prepare_batch: masking and dynamic sampling see each rolled-out batch"),
     PrivateUse("tunix.models.gemma3.model:Gemma3", "__call__",
-               "_gemma3: the class of Tunix's Gemma3 instance is swapped for a last-position prefill"),
+               "reclass: the class of Tunix's Gemma3 instance is swapped for a last-position prefill"),
 ]
+
+# the private names above, as other modules would spell them (the test greps for these)
+PRIVATE_NAMES = sorted({u.name for u in USES if u.name.startswith("_") and u.name != "__call__"} | {"jax._src"})
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch.BACKEND_COMPILE_EVENT
+
+
+# -- JAX -------------------------------------------------------------------------------------
+def cache_read():
+    """JAX's persistent-cache read: ``(module_name, cache_key, compile_options, backend,
+    executable_devices) -> (executable, compile_time) | (None, None)``."""
+    from jax._src import compiler
+
+    return compiler._cache_read
+
+
+def set_cache_read(read) -> None:
+    from jax._src import compiler
+
+    compiler._cache_read = read
+
+
+def backend():
+    from jax._src import xla_bridge
+
+    return xla_bridge.get_backend()
+
+
+def load_cached_executable(key: str, serialized_options: bytes, device_ids: list[int], backend):
+    """What JAX's cache holds for ``key``, compiled for these options and devices."""
+    from jax._src import compilation_cache
+    from jax._src.lib import xla_client
+
+    options = xla_client.CompileOptions.ParseFromString(serialized_options)
+    by_id = {device.id: device for device in backend.devices()}
+    devices = xla_client.DeviceList(tuple(by_id[i] for i in device_ids))
+    return compilation_cache.get_executable_and_time(key, options, backend, devices)
+
+
+def remove_scalar_listener(listener) -> None:
+    """Unregister a ``jax.monitoring`` scalar listener (the public module cannot ask whether one is)."""
+    from jax._src import monitoring
+
+    if listener in monitoring._scalar_listeners:
+        monitoring._scalar_listeners.remove(listener)
+
+
+# -- Tunix -----------------------------------------------------------------------------------
+def orbax_manager(checkpoint_manager):
+    """The orbax CheckpointManager inside Tunix's, or None when checkpointing is off."""
+    return checkpoint_manager._checkpoint_manager
+
+
+def write_held_back_metrics(trainer) -> None:
+    """Tunix writes a step's train metrics one step late; a second call writes the step it holds back."""
+    trainer._write_train_metrics()
+
+
+def log_more_aux_metrics(trainer, aggregations: dict) -> None:
+    """Make a DPO trainer log more of its loss's aux values (name -> aggregation over micro-batches)."""
+    trainer._aux_metrics_to_log.update(aggregations)
+
+
+def reclass(instance, cls):
+    """The same object (same parameters, nothing copied) as an instance of ``cls``, a subclass
+    of its class that changes behaviour only: for models Tunix's loaders build themselves."""
+    assert isinstance(instance, cls.__mro__[1]), (type(instance), cls)
+    instance.__class__ = cls
+    return instance
+
+
+def rl_cluster_base():
+    """Tunix's RLCluster with the private parts reasonlab changes behind public names:
+    rollout metrics numbered from 1 (like the actor's steps and our records; Tunix counts
+    from 0), ``write_buffered_metrics()``, ``reference_shares_backbone()`` and
+    ``drop_anchor_snapshot()``."""
+    import dataclasses
+
+    from tunix.rl import rl_cluster as rl_cluster_lib
+
+    class RLClusterBase(rl_cluster_lib.RLCluster):
+        def _log_metrics(self, metrics_buffer):
+            super()._log_metrics(dataclasses.replace(metrics_buffer, global_steps=metrics_buffer.global_steps + 1))
+
+        def write_buffered_metrics(self) -> None:
+            for buffer in self._buffered_train_metrics:
+                self._log_metrics(buffer)
+            self._buffered_train_metrics.clear()
+
+        def reference_shares_backbone(self) -> bool:
+            role = rl_cluster_lib.Role
+            return role.REFERENCE in self._backbone_sharing_map[role.ACTOR]
+
+        def drop_anchor_snapshot(self) -> None:
+            """The old-policy snapshot taken after each weight sync (read only with μ > 1)."""
+            self._anchor_policy_state = None
+
+    return RLClusterBase
+
+
+def grpo_learner_base():
+    """Tunix's GRPOLearner with one public hook: ``prepare_batch(training_input, mode)`` turns
+    a batch of prompts into the TrainExample the actor trains on; by default
+    ``roll_out(training_input, mode)`` (Tunix's rollout, rewards and advantages), which a
+    subclass may call more than once (dynamic sampling) or post-process (masking)."""
+    from tunix.rl import rl_cluster as rl_cluster_lib
+    from tunix.rl.grpo import grpo_learner
+
+    class GRPOLearnerBase(grpo_learner.GRPOLearner):
+        def _generate_and_compute_advantage(self, training_input, mode=rl_cluster_lib.Mode.TRAIN):
+            return self.prepare_batch(training_input, mode)
+
+        def prepare_batch(self, training_input, mode):
+            return self.roll_out(training_input, mode)
+
+        def roll_out(self, training_input, mode):
+            return grpo_learner.GRPOLearner._generate_and_compute_advantage(self, training_input, mode)
+
+    return GRPOLearnerBase
 
 
 def package_versions(packages) -> dict[str, str | None]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import weakref
 from typing import Callable
 
+from reasonlab import private_api
+
 _INTERNAL_PREFIXES = ("jax/", "/jax/", "orbax", "/orbax")
 
 
@@ -59,13 +61,10 @@ class HubBackend:
 
     def close(self) -> None:
         self._flush()
-        from jax._src import monitoring  # the public module has no way to ask "is it registered?"
-
         if self._closed:
             return
         self._closed = True
-        if self.log_scalar in monitoring._scalar_listeners:
-            monitoring._scalar_listeners.remove(self.log_scalar)
+        private_api.remove_scalar_listener(self.log_scalar)
 
 
 def metrics_before_checkpoints(trainer, *flush_more: Callable[[], None]) -> None:
@@ -83,9 +82,9 @@ def metrics_before_checkpoints(trainer, *flush_more: Callable[[], None]) -> None
     save = manager.save
 
     def save_after_metrics(step, *args, force: bool = False, **kwargs):
-        orbax_manager = manager._checkpoint_manager  # None when checkpointing is off
+        orbax_manager = private_api.orbax_manager(manager)  # None when checkpointing is off
         if orbax_manager is not None and (force or orbax_manager.should_save(step)):
-            trainer._write_train_metrics()  # a second call writes the step Tunix holds back
+            private_api.write_held_back_metrics(trainer)
             for flush in flush_more:
                 flush()
             HubBackend.flush_all()

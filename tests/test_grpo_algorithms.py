@@ -191,7 +191,7 @@ def test_lean_loss_matches_tunix_for_each_algorithm(algorithm, keys):
     (with a second-iteration old policy, so the ratio is not 1 and clipping engages)."""
     from tunix.rl.algo_core import grpo_loss_fn
 
-    from reasonlab_plugins.stage_grpo import lean_grpo_loss
+    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
 
     settings = settings_for(algorithm, **keys)
     config = algos.tunix_config(settings, num_generations=2, num_iterations=2, kl_loss_mode=KL_LOSS_MODES["k3"])

@@ -25,7 +25,8 @@ def penalty_gradient(kl_estimator: str):
     """The GRPO loss's gradient with zero advantages at policy == reference: the KL term alone."""
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    from reasonlab_plugins.stage_grpo import KL_LOSS_MODES, lean_grpo_loss
+    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins.stage_grpo import KL_LOSS_MODES
 
     model = gemma(lora=True)
     prompt_ids, completion_ids = batch()

@@ -50,3 +50,21 @@ def test_the_pinned_versions_pass_and_others_stop(monkeypatch):
         check_versions()
     monkeypatch.setenv(private_api.ALLOW_ENV, "1")
     check_versions()
+
+
+def test_no_other_module_touches_a_private_name():
+    """private_api is the one module that spells them: the rest of the core and every plugin
+    go through its functions and base classes (so an upgrade is re-checked in one file)."""
+    import re
+    from pathlib import Path
+
+    from reasonlab.private_api import PRIVATE_NAMES
+
+    root = Path(__file__).parents[1]
+    pattern = re.compile("|".join(rf"(?<!\w){re.escape(name)}\b" for name in PRIVATE_NAMES if name != "jax._src")
+                         + r"|\bjax\._src\b|\.__class__\s*=")
+    offenders = [f"{path.relative_to(root)}:{number}: {line.strip()}"
+                 for path in [*root.glob("reasonlab/**/*.py"), *root.glob("plugins/**/*.py")]
+                 if path.name != "private_api.py"
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not offenders, "\n".join(offenders)
