@@ -55,7 +55,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from reasonlab import hookimpl
-from reasonlab.data import apply_length_budget, render_prompt, require_columns
+from reasonlab.data import apply_length_budget, render_prompt
 from reasonlab.errors import DataError
 from reasonlab.rewards import CompositeReward, summary_table
 from reasonlab.schema import RewardSpec
@@ -210,13 +210,10 @@ class GRPOStage:
 
         cfg: GRPOConfig = ctx.config
         bundle = ctx.model
-        rows = ctx.load_rows(cfg.data)
-        require_columns(rows, [cfg.data.question_field], cfg.data)
-        budget = prompt_records(rows, cfg, bundle.tokenizer, bundle.chat_template)
-        ctx.log({"data/rows": len(rows), "data/dropped_overlength": budget.dropped}, 0)
-        if not budget.kept:
-            raise DataError(f"all {len(rows)} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
-                            where=f"stages.{ctx.name}", hint="raise max_prompt_tokens")
+        _, budget = ctx.training_data(cfg.data, [cfg.data.question_field],
+                                      lambda rows: prompt_records(rows, cfg, bundle.tokenizer, bundle.chat_template),
+                                      nothing_left=f"all {{rows}} prompts exceed max_prompt_tokens={cfg.max_prompt_tokens}",
+                                      hint="raise max_prompt_tokens")
 
         check_rollout_engine(cfg, f"stages.{ctx.name}")
         settings = grpo_algorithms.resolve(cfg)

@@ -23,7 +23,7 @@ from pydantic import Field, PositiveInt
 
 from reasonlab import hookimpl, private_api
 from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
-from reasonlab.errors import DataError, RecipeError
+from reasonlab.errors import RecipeError
 from reasonlab.rewards import CompositeReward
 from reasonlab.schema import PluginRef, RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
@@ -175,15 +175,14 @@ class PreferenceStage:
         cfg: PreferenceConfig = ctx.config
         bundle = ctx.model
         loss = ctx.registry("losses").get(cfg.loss)  # a preference loss: PreferenceStage.check
-        rows = ctx.load_rows(cfg.data)
-        require_columns(rows, [cfg.data.question_field], cfg.data)
-        prompts = [render_prompt(r, cfg.data, bundle.chat_template) for r in rows]
-        budget = tokenize_pairs(build_pairs(ctx, cfg, rows, prompts), bundle.tokenizer,
-                                cfg.max_prompt_tokens, cfg.max_completion_tokens)
-        ctx.log({"data/rows": len(rows), "data/pairs": len(budget.kept), "data/dropped_overlength": budget.dropped}, 0)
-        if not budget.kept:
-            raise DataError(f"no preference pairs left from {len(rows)} rows (ties or length budget)",
-                            where=f"stages.{ctx.name}", hint="check pairs, rewards and max_*_tokens")
+        def encode(rows):
+            prompts = [render_prompt(r, cfg.data, bundle.chat_template) for r in rows]
+            return tokenize_pairs(build_pairs(ctx, cfg, rows, prompts), bundle.tokenizer,
+                                  cfg.max_prompt_tokens, cfg.max_completion_tokens)
+
+        _, budget = ctx.training_data(cfg.data, [cfg.data.question_field], encode, kept_as="data/pairs",
+                                      nothing_left="no preference pairs left from {rows} rows (ties or length budget)",
+                                      hint="check pairs, rewards and max_*_tokens")
         reference = nnx.clone(bundle.model) if loss.needs_reference else None
         trainer = dpo_trainer.DPOTrainer(
             model=bundle.model, ref_model=reference, optimizer=build_optimizer(cfg),
@@ -192,12 +191,7 @@ class PreferenceStage:
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
         private_api.log_more_aux_metrics(trainer, {"lengths/chosen": np.mean, "lengths/rejected": np.mean})
         metrics_before_checkpoints(trainer)
-        try:
-            trainer.train(batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
-        except BaseException:
-            trainer.close()
-            raise
-        ctx.stop_if_requested(trainer.train_steps, cfg.steps)
+        ctx.train(trainer, batches(budget.kept, cfg, ctx.seed, ctx.should_stop), cfg.steps)
         history = trainer.metrics_logger
         metrics = {"pairs": float(len(budget.kept))}
         for key in ("loss", "rewards/accuracy", "rewards/margin"):

@@ -12,7 +12,7 @@ from typing import Annotated
 
 
 from reasonlab import hookimpl
-from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
+from reasonlab.data import apply_length_budget, render_prompt, render_target
 from reasonlab.errors import DataError
 from reasonlab.schema import PluginRef
 from reasonlab.stage import StageResult, TrainingStageConfig
@@ -124,17 +124,14 @@ class SFTStage:
 
         cfg: SFTConfig = ctx.config
         bundle = ctx.model
-        rows = ctx.load_rows(cfg.data)
         columns = [cfg.data.question_field] + ([cfg.data.completion_field] if cfg.data.completion_field
                                                else [cfg.data.reasoning_field, cfg.data.answer_field])
-        require_columns(rows, columns, cfg.data)
-        budget = tokenize_examples(rows, cfg.data, bundle.tokenizer, cfg.max_prompt_tokens, cfg.max_completion_tokens,
-                                   bundle.chat_template)
-        ctx.log({"data/rows": len(rows), "data/dropped_overlength": budget.dropped}, 0)
-        if not budget.kept:
-            raise DataError(f"all {len(rows)} rows exceed the length budget "
-                            f"({cfg.max_prompt_tokens} prompt / {cfg.max_completion_tokens} completion tokens)",
-                            where=f"stages.{ctx.name}", hint="raise max_prompt_tokens / max_completion_tokens")
+        _, budget = ctx.training_data(
+            cfg.data, columns, lambda rows: tokenize_examples(rows, cfg.data, bundle.tokenizer, cfg.max_prompt_tokens,
+                                                              cfg.max_completion_tokens, bundle.chat_template),
+            nothing_left=f"all {{rows}} rows exceed the length budget ({cfg.max_prompt_tokens} prompt / "
+                         f"{cfg.max_completion_tokens} completion tokens)",
+            hint="raise max_prompt_tokens / max_completion_tokens")
         trainer = peft_trainer.PeftTrainer(
             bundle.model,
             build_optimizer(cfg),
@@ -144,14 +141,9 @@ class SFTStage:
         trainer = trainer.with_gen_model_input_fn(model_inputs(bundle.tokenizer.pad_id())).with_loss_fn(loss_fn)
         metrics_before_checkpoints(trainer)
         seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens
-        try:
-            # Ends when the batches run out (or stop is requested); closes itself, saving the last step.
-            trainer.train(batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop,
-                                  shuffle=cfg.data.order == "shuffle", process=(ctx.process_index, ctx.process_count)))
-        except BaseException:
-            trainer.close()  # flush metrics and release the listener before the error propagates
-            raise
-        ctx.stop_if_requested(trainer.train_steps, cfg.steps)
+        ctx.train(trainer, batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop,
+                                   shuffle=cfg.data.order == "shuffle", process=(ctx.process_index, ctx.process_count)),
+                  cfg.steps)
         metrics = {"dropped_overlength": budget.dropped}
         losses = ctx.history("train/loss")  # across resumes: the first is step 1's, not the restored step's
         if losses:

@@ -142,6 +142,36 @@ class StageContext:
                 fh.write(json.dumps(kept, default=str) + "\n")
         return rows
 
+    # -- the training kit: what every training stage does the same way ----------------------
+    def training_data(self, spec: DataSpec, columns: list[str], encode: Callable[[list[dict]], Any], *,
+                      nothing_left: str, hint: str, kept_as: str | None = None):
+        """Load the rows, check they have ``columns``, apply the length budget (``encode(rows)``
+        returns a ``reasonlab.data.LengthBudget``), log ``data/rows`` and
+        ``data/dropped_overlength`` (and ``kept_as``: how many were kept), and stop with
+        ``nothing_left`` (``{rows}``: how many were read) when none is left. Returns (rows, budget)."""
+        from reasonlab.data import require_columns
+        from reasonlab.errors import DataError
+
+        rows = self.load_rows(spec)
+        require_columns(rows, columns, spec)
+        budget = encode(rows)
+        counts = {"data/rows": len(rows), "data/dropped_overlength": budget.dropped}
+        self.log(counts | ({kept_as: len(budget.kept)} if kept_as else {}), 0)
+        if not budget.kept:
+            raise DataError(nothing_left.format(rows=len(rows)), where=f"stages.{self.name}", hint=hint)
+        return rows, budget
+
+    def train(self, trainer, batches, steps: int) -> None:
+        """Run a Tunix trainer over ``batches``; it ends when they run out (or a stop is requested)
+        and closes itself, saving the last step. On an error it is closed first (metrics flushed,
+        listeners released); a requested stop before ``steps`` raises StageInterrupted."""
+        try:
+            trainer.train(batches)
+        except BaseException:
+            trainer.close()
+            raise
+        self.stop_if_requested(trainer.train_steps, steps)
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.dir / "checkpoints"
