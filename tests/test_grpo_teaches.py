@@ -28,7 +28,7 @@ def penalty_gradient(kl_estimator: str):
     from reasonlab_plugins.grpo_tunix import lean_grpo_loss
     from reasonlab_plugins.stage_grpo import KL_LOSS_MODES
 
-    model = gemma(lora=True)
+    model = gemma(lora=True, layers=1)  # one layer: the penalty, not the depth, is under test
     prompt_ids, completion_ids = batch()
     config = GRPOConfig(num_generations=2, beta=0.04, epsilon=0.2, kl_loss_mode=KL_LOSS_MODES[kl_estimator])
     config.temperature = 0.7
