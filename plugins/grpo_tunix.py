@@ -58,10 +58,12 @@ def learner_class():
     from reasonlab import logprobs, private_api
 
     class LeanGRPOLearner(private_api.grpo_learner_base()):
-        def __init__(self, *, settings, more_prompts=None, max_completion_tokens: int = 0, on_metrics=None, **kwargs):
+        def __init__(self, *, settings, more_prompts=None, max_completion_tokens: int = 0, on_metrics=None,
+                     on_rolled_out=lambda example: None, **kwargs):
             super().__init__(**kwargs)
             self.settings, self.more_prompts = settings, more_prompts
             self.max_completion_tokens, self.on_metrics = max_completion_tokens, on_metrics
+            self.on_rolled_out = on_rolled_out  # each rolled-out batch (training), before any masking
             self.extra_draws = 0
             trainer = self.rl_cluster.actor_trainer
             if not logprobs.supported(trainer.model):
@@ -84,6 +86,8 @@ def learner_class():
 
         def _rolled_out(self, training_input, mode):
             example = self.roll_out(training_input, mode)
+            if mode == rl_cluster_lib.Mode.TRAIN:
+                self.on_rolled_out(example)
             if self.settings.mask_truncated:
                 example, truncated = grpo_algorithms.mask_truncated(example, self.max_completion_tokens)
                 self.on_metrics({"train/truncated_fraction": float(np.mean(truncated))})

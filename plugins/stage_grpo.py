@@ -7,7 +7,8 @@ reference; 0 keeps no reference model), ``epsilon`` (= ``epsilon_low``, the clip
 side) and ``epsilon_high`` (its upper side: DAPO's clip-higher), ``loss_aggregation``,
 ``scale_rewards`` ("group", "batch", "none"), ``dynamic_sampling`` with
 ``max_resample_batches``, ``overlong_buffer`` / ``overlong_penalty`` (DAPO's soft length
-penalty, in tokens), ``mask_truncated``, ``temperature``/``top_k``/``top_p`` (rollout
+penalty, in tokens), ``mask_truncated``, ``rollout_log_every`` (rollout samples with their
+reward breakdown every N steps: ``RolloutLog``), ``temperature``/``top_k``/``top_p`` (rollout
 sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
 ``reasonlab.rewards.CompositeReward``), ``reward_failures`` ("stop": a reward failing on
 a whole step, or on more than ``reward_max_failure_rate`` of the completions over
@@ -100,6 +101,7 @@ class GRPOConfig(TrainingStageConfig):
     rollout_options: dict[str, Any] = {}
     max_prompt_tokens: PositiveInt = 128
     max_completion_tokens: PositiveInt = 128
+    rollout_log_every: NonNegativeInt = 10  # rollout samples every N steps (and the first); 0 = none
 
 
 def _column_value(value):
@@ -164,6 +166,41 @@ def describe(settings) -> str:
     return ", ".join(parts)
 
 
+class RolloutLog:
+    """Every ``every`` steps (and the first), each rolled-out completion with its prompt, its
+    scores from each reward, the total the advantages come from, the advantage and its length
+    in tokens: appended to ``stages/<name>/rollouts.jsonl`` and to the trackers' growing
+    ``rollouts`` table. With dynamic sampling, every batch drawn for the step (``draw``)."""
+
+    def __init__(self, ctx, reward, every: int, group_size: int, step, overlong=None):
+        self.ctx, self.reward, self.every, self.group_size, self.step = ctx, reward, every, group_size, step
+        self.overlong = overlong
+        self.draws: dict[int, int] = {}
+
+    def __call__(self, example) -> None:
+        import numpy as np
+
+        step = self.step()
+        if not self.every or (step != 1 and step % self.every) or self.reward.last_call is None:
+            return
+        draw = self.draws[step] = self.draws.get(step, -1) + 1
+        prompts, completions, scores, totals = self.reward.last_call
+        if self.overlong is not None:
+            scores = {**scores, "overlong_penalty": self.overlong.last}
+            totals = [t + p for t, p in zip(totals, self.overlong.last, strict=True)]
+        advantages = np.asarray(example.advantages, dtype=float).reshape(-1)
+        lengths = np.asarray(example.completion_mask).sum(axis=-1)
+        rows = [{"step": step, "draw": draw, "group": i // self.group_size, "prompt": prompts[i],
+                 "completion": completions[i], **{f"reward/{name}": values[i] for name, values in scores.items()},
+                 "total": totals[i], "advantage": float(advantages[i]), "length": int(lengths[i])}
+                for i in range(len(completions))]
+        if self.ctx.is_primary:
+            with open(self.ctx.dir / "rollouts.jsonl", "a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(row) + "\n" for row in rows)
+        columns = list(rows[0])
+        self.ctx.log_rows("rollouts", columns, [[row[c] for c in columns] for row in rows], step)
+
+
 def overlong_reward(tokenizer, max_tokens: int, settings, on_metrics):
     """DAPO's soft overlong penalty as one more of Tunix's reward functions (summed with the
     recipe's rewards), the completion's length counted in the tokenizer's tokens."""
@@ -174,7 +211,8 @@ def overlong_reward(tokenizer, max_tokens: int, settings, on_metrics):
                                                   settings.overlong_penalty)
         on_metrics({"train/overlong/penalised_fraction": float((scores < 0).mean()),
                     "train/overlong/mean_penalty": float(scores.mean())})
-        return scores.tolist()
+        overlong_penalty.last = scores.tolist()  # for the rollout log
+        return overlong_penalty.last
 
     return overlong_penalty
 
@@ -266,13 +304,15 @@ class GRPOStage:
         if settings.overlong_buffer:
             reward_fns.append(overlong_reward(bundle.tokenizer, cfg.max_completion_tokens, settings,
                                               lambda metrics: ctx.log(metrics, next_step())))
+        rollout_log = RolloutLog(ctx, reward, cfg.rollout_log_every, cfg.num_generations, next_step,
+                                 overlong=reward_fns[1] if settings.overlong_buffer else None)
         learner = learner_class()(
             rl_cluster=cluster,
             algo_config=grpo_algorithms.tunix_config(settings, cfg.num_generations, cfg.num_iterations,
                                                      KL_LOSS_MODES[cfg.kl_estimator]),
             reward_fns=reward_fns, settings=settings, max_completion_tokens=cfg.max_completion_tokens,
             more_prompts=training_batches(budget.kept, cfg, ctx.seed + 1, endless=True),
-            on_metrics=lambda metrics: ctx.log(metrics, next_step()),
+            on_metrics=lambda metrics: ctx.log(metrics, next_step()), on_rolled_out=rollout_log,
         )
         try:
             with ctx.meshes.role("actor"):

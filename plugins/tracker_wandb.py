@@ -40,6 +40,7 @@ class WandbTracker:
         self.options = options
         self.run_info = run
         self._run = None
+        self._growing: dict = {}  # name -> the stage's incremental wandb.Table
 
     def start_stage(self, stage: str, kind: str) -> None:
         import wandb
@@ -74,7 +75,22 @@ class WandbTracker:
         if self._run is not None:
             self._run.log({"stage_step": step, f"{name}/step_{step}": wandb.Table(columns=columns, data=rows)})
 
+    def log_rows(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
+        """One table per stage that grows: W&B's INCREMENTAL log mode sends only the new rows
+        each time, and its UI shows them all (a plain table logged again would replace it)."""
+        import wandb
+
+        if self._run is None:
+            return
+        table = self._growing.get(name)
+        if table is None:
+            table = self._growing[name] = wandb.Table(columns=columns, log_mode="INCREMENTAL")
+        for row in rows:
+            table.add_data(*row)
+        self._run.log({"stage_step": step, name: table})
+
     def end_stage(self, summary: dict) -> None:
+        self._growing = {}
         if self._run is not None:
             self._run.summary.update(summary)
             self._run.finish()

@@ -291,6 +291,7 @@ class CompositeReward:
         self.warn = warn or (lambda text: None)
         self.where = where
         self.totals = {spec.name: _Totals(window=deque(maxlen=failure_window)) for spec in specs}
+        self.last_call: tuple | None = None  # (prompts, completions, {reward: scores}, totals) of the last call
         self._seen_errors: set[tuple] = set()
         self.__name__ = "reasonlab_composite"
 
@@ -349,6 +350,8 @@ class CompositeReward:
         totals = [sum(spec.weight * o.scores[i] for spec, o in zip(self.specs, outcomes) if o.scores[i] is not None)
                   for i in range(n)]
         training = str(kwargs.get("mode", "train")) == "train"
+        # the last call's texts and scores, for a stage that logs rollout samples
+        self.last_call = (list(prompts), list(completions), {o.name: list(o.scores) for o in outcomes}, totals)
         for outcome in outcomes:
             self._record(outcome, n)
         if self.on_metrics and training:

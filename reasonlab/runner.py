@@ -228,7 +228,7 @@ class Runner:
         ctx = StageContext(
             name=stage.name, kind=stage.kind, config=stage.config, recipe=self.recipe, model=bundle,
             dir=stage_dir, seed=self.recipe.info.seed + index, plugins=self.plugins, log=hub.log, progress=progress,
-            should_stop=self.stop, log_table=hub.log_table, meshes=meshes,
+            should_stop=self.stop, log_table=hub.log_table, log_rows=hub.log_rows, meshes=meshes,
             history=lambda key: list(hub.history.get(key, [])),
             process_index=distributed.process_index(), process_count=distributed.process_count(),
             shared=self.shared,

@@ -86,6 +86,8 @@ class StageContext:
     progress: Any  # reasonlab.progress.RunProgress
     should_stop: Callable[[], bool] = lambda: False  # poll once per step; end the data iterator when True
     log_table: Callable[[str, list[str], list[list], int], None] = lambda name, columns, rows, step: None
+    # log_rows(name, columns, rows, step): rows added to a table that grows over the stage
+    log_rows: Callable[[str, list[str], list[list], int], None] = lambda name, columns, rows, step: None
     meshes: Any = None  # reasonlab.mesh.StageMeshes: .main (entered around run()) and .role(name)
     # history(key) -> [(step, value)] this stage logged, across resumes (its earlier sessions first)
     history: Callable[[str], list[tuple[int, float]]] = lambda key: []

@@ -33,7 +33,8 @@ class Tracker(Protocol):
     def log(self, metrics: dict[str, float], step: int) -> None: ...
     def end_stage(self, summary: dict[str, float]) -> None: ...
     def close(self) -> None: ...
-    # optional: log_table(name, columns, rows, step) for per-sample tables (eval samples)
+    # optional: log_table(name, columns, rows, step) for per-sample tables (eval samples), and
+    # log_rows(name, columns, rows, step) for a table that grows over a stage (rollout samples)
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, float]:
@@ -134,6 +135,13 @@ class MetricsHub:
         for tracker in self.trackers:
             if hasattr(tracker, "log_table"):
                 call_tracker(tracker, "log_table", name, columns, rows, int(step))
+
+    def log_rows(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
+        """Rows added to a table that grows over the stage (e.g. rollout samples every N steps),
+        for trackers that keep such tables; the stage keeps its own JSONL copy."""
+        for tracker in self.trackers:
+            if hasattr(tracker, "log_rows"):
+                call_tracker(tracker, "log_rows", name, columns, rows, int(step))
 
     def end_stage(self, summary: dict[str, float]) -> None:
         self._file.flush()

@@ -94,3 +94,33 @@ def test_the_tiny_run_losses_are_the_recorded_ones(quickstart_run):
     run_dir, _ = quickstart_run
     losses = [r["train/loss"] for r in read_metrics(run_dir) if r["stage"] == "sft" and "train/loss" in r]
     assert losses[:len(RECORDED_SFT_LOSSES)] == pytest.approx(RECORDED_SFT_LOSSES, rel=2e-3)
+
+
+def test_rollout_samples_match_the_logged_rewards_and_grow_in_wandb(quickstart_run):
+    """The tiny profile logs rollout samples every 2 GRPO steps (and the first): each logged
+    step's rows average to exactly the rewards metrics.jsonl has for that step, and W&B's
+    offline files hold one growing table with the rows of every logged step."""
+    import statistics
+
+    run_dir, _ = quickstart_run
+    rows = [json.loads(line) for line in (run_dir / "stages/grpo/rollouts.jsonl").read_text().splitlines()]
+    steps = sorted({r["step"] for r in rows})
+    assert steps == [1, 2, 4]
+    logged = {r["step"]: r for r in read_metrics(run_dir) if r["stage"] == "grpo" and "reward/total/mean" in r}
+    for step in steps:
+        at = [r for r in rows if r["step"] == step]
+        assert len(at) == 2 * 4 and {r["group"] for r in at} == {0, 1}  # batch 2 x 4 completions
+        assert statistics.mean(r["total"] for r in at) == pytest.approx(logged[step]["reward/total/mean"])
+        for name in ("format_strict", "answer_match"):
+            assert statistics.mean(r[f"reward/{name}"] for r in at) == pytest.approx(logged[step][f"reward/{name}/mean"])
+        for group in (0, 1):  # the advantages are the group-normalised totals
+            totals = [r["total"] for r in at if r["group"] == group]
+            advantages = [r["advantage"] for r in at if r["group"] == group]
+            spread = statistics.stdev(totals)
+            expected = [(t - statistics.mean(totals)) / (spread + 1e-6) for t in totals]
+            assert advantages == pytest.approx(expected, abs=1e-4)
+        assert all(0 < r["length"] <= 32 and r["completion"] for r in at)
+    tables = sorted((run_dir / "wandb").glob("offline-run-*/files/media/table/rollouts_*.table.json"))
+    in_wandb = [row for path in tables for row in json.loads(path.read_text())["data"]]
+    assert len(tables) == len(steps) and len(in_wandb) == len(rows)  # increments, not the whole table again
+    assert sorted({row[0] for row in in_wandb}) == steps
