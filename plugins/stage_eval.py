@@ -158,6 +158,7 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
 
 class EvalStage:
     Config = EvalConfig
+    mesh_roles = ("judge",)  # a local judge model of the answer reward
 
     def run(self, ctx) -> StageResult:
         cfg: EvalConfig = ctx.config

@@ -219,6 +219,8 @@ def overlong_reward(tokenizer, max_tokens: int, settings, on_metrics):
 
 class GRPOStage:
     Config = GRPOConfig
+    # the trainer, the KL reference, the sampler, and a reward's local judge model
+    mesh_roles = ("actor", "reference", "rollout", "judge")
 
     @classmethod
     def check(cls, config: GRPOConfig, recipe, plugins) -> None:

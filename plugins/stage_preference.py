@@ -153,6 +153,7 @@ def make_loss_fn(loss, options: dict):
 
 class PreferenceStage:
     Config = PreferenceConfig
+    mesh_roles = ("judge",)  # a local judge model of a reward that ranks pairs
 
     @classmethod
     def check(cls, config: PreferenceConfig, recipe, plugins) -> None:

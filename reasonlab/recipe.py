@@ -247,6 +247,23 @@ def _check_plugin_refs(value: Any, path: str, plugins, problems: list[str]) -> N
             _check_plugin_refs(item, label, plugins, problems)
 
 
+def _check_mesh_roles(model, stages, plugins, problems: list[str]) -> None:
+    """Mesh roles are the stages' to declare (a stage class's ``mesh_roles``): a stage's own
+    ``mesh.roles`` may name only its kind's, the recipe's ``[mesh].roles`` those of any stage."""
+    declared = {s.name: tuple(getattr(plugins.registry("stages").get(s.kind), "mesh_roles", ())) for s in stages}
+    for s in stages:
+        mesh = getattr(s.config, "mesh", None)
+        for role in (mesh.roles if mesh is not None else {}):
+            if role not in declared[s.name]:
+                problems.append(f"stages.{s.name}.mesh.roles.{role}: a {s.kind!r} stage places no model on a "
+                                f"{role!r} role; its roles: {', '.join(declared[s.name]) or 'none'}")
+    used = sorted({role for roles in declared.values() for role in roles})
+    for role in model.mesh.roles:
+        if role not in used:
+            problems.append(f"mesh.roles.{role}: no stage of this recipe places a model on a {role!r} role; "
+                            f"their roles: {', '.join(used) or 'none'}")
+
+
 def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[str, ...] = (), plugins=None) -> Recipe:
     """Read, overlay and validate a recipe. Raises ``RecipeError`` listing every problem found."""
     from reasonlab.plugins import get_plugins
@@ -296,6 +313,7 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[s
             continue
         _check_plugin_refs(config, where, plugins, problems)
         stages.append(ResolvedStage(spec.name, spec.kind, config, spec.enabled))
+    _check_mesh_roles(model, stages, plugins, problems)
     trackers = plugins.registry("trackers")
     for name in model.tracking:
         if name not in trackers:

@@ -122,14 +122,15 @@ class DeviceSlice(Strict):
     devices: list[NonNegativeInt] | None = Field(None, min_length=1)
 
 
-MeshRole = Literal["actor", "reference", "rollout", "critic", "judge"]
+MeshRole = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class MeshSpec(DeviceSlice):
     """``[mesh]``: the devices a run (or ``mesh = {...}`` in one stage) trains on.
 
-    ``roles`` places GRPO's models on their own slices ("split mesh"), e.g.
-    ``roles.rollout = { devices = [2, 3] }``; a role left out uses the main mesh.
+    ``roles`` places a stage's models on their own slices ("split mesh"), e.g. GRPO's
+    ``roles.rollout = { devices = [2, 3] }``; a role left out uses the main mesh. Which role
+    names exist is for the stage kinds to say (their ``mesh_roles``), checked at validate.
     """
 
     roles: dict[MeshRole, DeviceSlice] = {}

@@ -139,9 +139,13 @@ def test_a_profile_replaces_a_mesh_shape_whole():
 
 
 def test_unknown_role_is_a_recipe_error():
-    result = reasonlab("validate", RECIPE, "mesh.roles={learner={devices=[0]}}")
+    """Roles are declared by the stage kinds (``mesh_roles``), not by the core."""
+    result = reasonlab("show", RECIPE, "mesh.roles={learner={devices=[0]}}")  # show takes overrides
     assert result.returncode == 2
-    assert "mesh.roles.learner" in result.stderr or "mesh.roles" in result.stderr
+    assert "mesh.roles.learner: no stage of this recipe places a model on a 'learner' role" in result.stderr
+    result = reasonlab("show", RECIPE, "stages.sft.mesh={roles={rollout={devices=[0]}}}")
+    assert result.returncode == 2
+    assert "stages.sft.mesh.roles.rollout: a 'sft' stage places no model on a 'rollout' role" in result.stderr
 
 
 def test_missing_rollout_engine_is_a_clear_error(tmp_path):
