@@ -44,7 +44,7 @@ policy's mean token entropy (``train/actor/entropy``).
 Memory: for Gemma-family models the policy loss and the reference's log-probs come from
 ``reasonlab.logprobs`` (the vocabulary head on completion tokens only, chunked), not from
 full-sequence, full-vocabulary logits; the loss is Tunix's GRPO loss otherwise
-(``lean_grpo_loss`` says which parts).
+(``reasonlab_plugins.grpo_tunix.lean_grpo_loss`` says which parts; the Tunix subclasses live there too).
 """
 
 from __future__ import annotations
