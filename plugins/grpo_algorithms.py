@@ -159,7 +159,8 @@ def policy_loss(logps, old_logps, ref_logps, advantages, mask, *, epsilon: float
         sequence = (log_ratio * mask).sum(-1) / jnp.clip(mask.sum(-1), min=1)
         log_ratio = jnp.clip(logps - jax.lax.stop_gradient(logps) + jax.lax.stop_gradient(sequence)[:, None], max=10.0)
     ratio = jnp.exp(log_ratio)
-    advantages = advantages.astype(jnp.float32)[:, None]
+    advantages = advantages.astype(jnp.float32)
+    advantages = advantages if advantages.ndim == 2 else advantages[:, None]  # [B, T]: per-token (distillation)
     unclipped = -advantages * ratio
     clipped = -advantages * jnp.clip(ratio, 1 - epsilon, 1 + epsilon_high)
     loss = common.aggregate_loss(jnp.maximum(unclipped, clipped), mask, loss_agg_mode)

@@ -59,11 +59,13 @@ def learner_class():
 
     class LeanGRPOLearner(private_api.grpo_learner_base()):
         def __init__(self, *, settings, more_prompts=None, max_completion_tokens: int = 0, on_metrics=None,
-                     on_rolled_out=lambda example: None, **kwargs):
+                     on_rolled_out=lambda example: None, token_advantages=None, **kwargs):
             super().__init__(**kwargs)
             self.settings, self.more_prompts = settings, more_prompts
             self.max_completion_tokens, self.on_metrics = max_completion_tokens, on_metrics
             self.on_rolled_out = on_rolled_out  # each rolled-out batch (training), before any masking
+            # example -> [B, T] advantages that replace the reward's (on-policy distillation)
+            self.token_advantages = token_advantages
             self.extra_draws = 0
             trainer = self.rl_cluster.actor_trainer
             if not logprobs.supported(trainer.model):
@@ -87,6 +89,8 @@ def learner_class():
         def _rolled_out(self, training_input, mode):
             example = self.roll_out(training_input, mode)
             if mode == rl_cluster_lib.Mode.TRAIN:
+                if self.token_advantages is not None:
+                    example = example.replace(advantages=self.token_advantages(example))
                 self.on_rolled_out(example)
             if self.settings.mask_truncated:
                 example, truncated = grpo_algorithms.mask_truncated(example, self.max_completion_tokens)

@@ -188,8 +188,11 @@ class RolloutLog:
         if self.overlong is not None:
             scores = {**scores, "overlong_penalty": self.overlong.last}
             totals = [t + p for t, p in zip(totals, self.overlong.last, strict=True)]
-        advantages = np.asarray(example.advantages, dtype=float).reshape(-1)
-        lengths = np.asarray(example.completion_mask).sum(axis=-1)
+        mask = np.asarray(example.completion_mask)
+        lengths = mask.sum(axis=-1)
+        advantages = np.asarray(example.advantages, dtype=float)
+        if advantages.ndim == 2:  # per-token advantages (distillation): each completion's mean
+            advantages = (advantages * mask).sum(axis=-1) / np.maximum(lengths, 1)
         rows = [{"step": step, "draw": draw, "group": i // self.group_size, "prompt": prompts[i],
                  "completion": completions[i], **{f"reward/{name}": values[i] for name, values in scores.items()},
                  "total": totals[i], "advantage": float(advantages[i]), "length": int(lengths[i])}
@@ -231,6 +234,10 @@ class GRPOStage:
             raise RecipeError('reference = "base" is the backbone under the LoRA adapters; this model has no LoRA',
                               where="reference", hint='set model.lora, or use reference = "initial"')
         check_rollout_engine(config, "")
+        if config.top_p is None:  # Tunix's sampler: no top_p means greedy decoding, whatever the temperature
+            raise RecipeError("top_p is unset: Tunix's sampler then decodes greedily, so every completion of a group "
+                              "is the same and no group carries a signal", where="top_p",
+                              hint="set top_p (1.0 samples from the whole distribution; top_k still applies)")
         settings = grpo_algorithms.resolve(config)
         if settings.epsilon_high < settings.epsilon:
             raise RecipeError(f"epsilon_high ({settings.epsilon_high:g}) is below epsilon ({settings.epsilon:g}): "
@@ -240,6 +247,11 @@ class GRPOStage:
             raise RecipeError(f"overlong_buffer ({settings.overlong_buffer}) is longer than max_completion_tokens "
                               f"({config.max_completion_tokens})", where="overlong_buffer",
                               hint="the penalty ramps over the last overlong_buffer tokens of the budget")
+
+    def token_advantages(self, ctx, bundle, student, log):
+        """A stage built on this one may train on per-token advantages instead of the rewards'
+        (``example -> [B, T]``; ``student()`` is the policy as it is now); GRPO does not."""
+        return None
 
     def run(self, ctx) -> StageResult:
         from tunix.rl import rl_cluster as rl_cluster_lib
@@ -315,6 +327,8 @@ class GRPOStage:
             reward_fns=reward_fns, settings=settings, max_completion_tokens=cfg.max_completion_tokens,
             more_prompts=training_batches(budget.kept, cfg, ctx.seed + 1, endless=True),
             on_metrics=lambda metrics: ctx.log(metrics, next_step()), on_rolled_out=rollout_log,
+            token_advantages=self.token_advantages(ctx, bundle, lambda: cluster.actor_trainer.model,
+                                                   lambda metrics: ctx.log(metrics, next_step())),
         )
         try:
             with ctx.meshes.role("actor"):
