@@ -2,7 +2,7 @@
 
 Recipe keys (besides ``TrainingStageConfig``): ``num_generations`` (G), ``algorithm``
 ("grpo" default, "dr_grpo", "dapo", "gspo": a set of defaults for the next keys,
-``reasonlab_plugins.grpo_algorithms`` and docs/algorithms.md), ``beta`` (KL to the
+``reasonlab_plugins._grpo_algorithms`` and docs/algorithms.md), ``beta`` (KL to the
 reference; 0 keeps no reference model), ``epsilon`` (= ``epsilon_low``, the clip's lower
 side) and ``epsilon_high`` (its upper side: DAPO's clip-higher), ``loss_aggregation``,
 ``scale_rewards`` ("group", "batch", "none"), ``dynamic_sampling`` with
@@ -44,7 +44,7 @@ policy's mean token entropy (``train/actor/entropy``).
 Memory: for Gemma-family models the policy loss and the reference's log-probs come from
 ``reasonlab.logprobs`` (the vocabulary head on completion tokens only, chunked), not from
 full-sequence, full-vocabulary logits; the loss is Tunix's GRPO loss otherwise
-(``reasonlab_plugins.grpo_tunix.lean_grpo_loss`` says which parts; the Tunix subclasses live there too).
+(``reasonlab_plugins._grpo_tunix.lean_grpo_loss`` says which parts; the Tunix subclasses live there too).
 """
 
 from __future__ import annotations
@@ -61,16 +61,16 @@ from reasonlab.errors import DataError
 from reasonlab.rewards import CompositeReward, summary_table
 from reasonlab.schema import RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
-from reasonlab_plugins import grpo_algorithms
-from reasonlab_plugins.grpo_algorithms import Aggregation
-from reasonlab_plugins.grpo_tunix import cluster_class, frozen_copy, learner_class
+from reasonlab_plugins import _grpo_algorithms as grpo_algorithms
+from reasonlab_plugins._grpo_algorithms import Aggregation
+from reasonlab_plugins._grpo_tunix import cluster_class, frozen_copy, learner_class
 
 
 class GRPOConfig(TrainingStageConfig):
     batch_size: PositiveInt = 2
     learning_rate: PositiveFloat = 1e-5
     num_generations: int = Field(4, ge=2)
-    algorithm: Literal["grpo", "dr_grpo", "dapo", "gspo"] = "grpo"  # each one's defaults: grpo_algorithms.py
+    algorithm: Literal["grpo", "dr_grpo", "dapo", "gspo"] = "grpo"  # each one's defaults: _grpo_algorithms.py
     beta: float | None = Field(None, ge=0.0)  # None: the algorithm's (0.04; DAPO 0)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # k1 pulls on the policy where it equals the reference: docs/results.md
     epsilon: PositiveFloat | None = Field(None, validation_alias=AliasChoices("epsilon", "epsilon_low"))

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     from reasonlab import logprobs
     from reasonlab.plugins import get_plugins
     from reasonlab.runs import load_run_model
-    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins._grpo_tunix import lean_grpo_loss
     from reasonlab_plugins.stage_grpo import KL_LOSS_MODES
 
     _, bundle, stage = load_run_model(args.run, get_plugins())

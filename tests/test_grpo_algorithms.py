@@ -21,7 +21,7 @@ from conftest import read_metrics, reasonlab, run_dir_of, tiny_recipe
 from flax import nnx
 from test_logprobs import EOS, PAD, batch, gemma, train_example, tunix_logps
 
-from reasonlab_plugins import grpo_algorithms as algos
+from reasonlab_plugins import _grpo_algorithms as algos
 from reasonlab_plugins.stage_grpo import GRPOConfig, KL_LOSS_MODES
 
 G = 2  # completions per prompt in the hand-made batch: rows (0, 1) and (2, 3) are groups
@@ -191,7 +191,7 @@ def test_lean_loss_matches_tunix_for_each_algorithm(algorithm, keys):
     (with a second-iteration old policy, so the ratio is not 1 and clipping engages)."""
     from tunix.rl.algo_core import grpo_loss_fn
 
-    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins._grpo_tunix import lean_grpo_loss
 
     settings = settings_for(algorithm, **keys)
     config = algos.tunix_config(settings, num_generations=2, num_iterations=2, kl_loss_mode=KL_LOSS_MODES["k3"])

@@ -25,7 +25,7 @@ def penalty_gradient(kl_estimator: str):
     """The GRPO loss's gradient with zero advantages at policy == reference: the KL term alone."""
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins._grpo_tunix import lean_grpo_loss
     from reasonlab_plugins.stage_grpo import KL_LOSS_MODES
 
     model = gemma(lora=True, layers=1)  # one layer: the penalty, not the depth, is under test

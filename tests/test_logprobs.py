@@ -148,7 +148,7 @@ def test_lean_grpo_loss_matches_tunix_loss_and_gradients(old_logps, remat):
     from tunix.rl.algo_core import grpo_loss_fn
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins._grpo_tunix import lean_grpo_loss
 
     model = gemma(lora=True)
     prompt_ids, completion_ids = batch()
@@ -187,7 +187,7 @@ def test_lean_loss_needs_a_fraction_of_the_memory():
     from tunix.rl.algo_core import grpo_loss_fn
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins._grpo_tunix import lean_grpo_loss
 
     vocab = 32768
     model = gemma(vocab=vocab, lora=True)
@@ -215,7 +215,7 @@ def test_layer_remat_cuts_the_gradient_program_memory():
     defaults), rematerialised layers keep only each layer's input for the backward pass."""
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    from reasonlab_plugins.grpo_tunix import lean_grpo_loss
+    from reasonlab_plugins._grpo_tunix import lean_grpo_loss
 
     model = gemma(lora=True, layers=8)
     prompt_ids, completion_ids = batch(size=8, prompt=96, completion=64)

@@ -4,7 +4,7 @@ through ``reasonlab.private_api``'s base classes."""
 
 from __future__ import annotations
 
-from reasonlab_plugins import grpo_algorithms
+from reasonlab_plugins import _grpo_algorithms as grpo_algorithms
 
 
 def frozen_copy(model):
