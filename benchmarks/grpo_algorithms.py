@@ -22,6 +22,9 @@ from pathlib import Path
 
 from _common import write_result
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "studies"))
+from grpo_teaches import cpu_kind  # noqa: E402  (one way to name the CPU, shared with the studies)
+
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 PRESET = sys.argv[3] if len(sys.argv) > 3 else "gemma3-270m"
@@ -68,13 +71,6 @@ def one_run(algorithm: str) -> tuple[float, float]:
     per_step = (first_seen[STEPS] - first_seen[WARM]) / (STEPS - WARM)
     extra = [r["train/dynamic_sampling/extra_batches"] for r in records if "train/dynamic_sampling/extra_batches" in r]
     return per_step, (statistics.mean(extra) if extra else 0.0)
-
-
-def cpu_kind() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "?")
-    isa = "avx512_bf16" if "avx512_bf16" in flags else "avx512 (no bf16)" if "avx512f" in flags else "avx2"
-    return f"{model}, {isa}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":
