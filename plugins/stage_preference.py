@@ -1,7 +1,7 @@
-"""``kind = "preference"``: DPO, ORPO, SimPO — any preference loss plugin — on Tunix's DPOTrainer.
+"""``kind = "preference"``: DPO, ORPO, SimPO, KTO — any preference loss plugin — on Tunix's DPOTrainer.
 
 Recipe keys (besides ``TrainingStageConfig``):
-- ``loss`` — a preference loss plugin ("dpo", "orpo", "simpo", or a third party's);
+- ``loss`` — a preference loss plugin ("dpo", "orpo", "simpo", "kto", or a third party's);
   ``loss_options`` its hyperparameters (e.g. ``{ beta = 2.0, gamma_beta_ratio = 0.5 }``).
   Tunix's own DPOTrainer silently trains DPO for an unknown algorithm name; here an
   unknown loss is a recipe error.
@@ -9,7 +9,13 @@ Recipe keys (besides ``TrainingStageConfig``):
   "data": the rows' ``chosen_field`` / ``rejected_field`` columns;
   "self": ``num_samples`` samples per prompt from the current model, ranked by the
   ``rewards`` list (best vs worst; ties skipped) — format-enforcing pairs without a teacher;
-  "chosen_data": ``chosen_field`` (or the reasoning/answer target) vs one sample from the model.
+  "chosen_data": ``chosen_field`` (or the reasoning/answer target) vs one sample from the model;
+  "labelled" (unpaired losses such as KTO only): single completions, the rows'
+  ``completion_field`` with a desirable/undesirable ``label_field`` (true/false or 1/0).
+  An unpaired loss trains on pairs too: each pair becomes a desirable and an undesirable example.
+- ``desirable_per_batch`` (unpaired losses) — how many of each batch's rows are desirable; the
+  default keeps the data's proportion. Each batch row also carries another row's completion
+  for the same prompt: the mismatched pairs that estimate KTO's KL reference point.
 - ``sample_temperature``/``sample_top_k``/``sample_max_tokens`` for sampled pairs.
 The same length budget as SFT applies (over-long pairs are dropped, never truncated).
 Logged per step: loss, reward margin and accuracy, chosen/rejected log-probs and lengths.
@@ -32,9 +38,12 @@ from reasonlab.stage import StageResult, TrainingStageConfig
 class PreferenceConfig(TrainingStageConfig):
     loss: Annotated[str, PluginRef("losses")] = "dpo"
     loss_options: dict = {}
-    pairs: Literal["data", "self", "chosen_data"] = "data"
+    pairs: Literal["data", "self", "chosen_data", "labelled"] = "data"
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
+    completion_field: str = "completion"
+    label_field: str = "label"
+    desirable_per_batch: int | None = Field(None, ge=0)
     rewards: list[RewardSpec] = []
     num_samples: int = Field(4, ge=2)
     sample_temperature: float = Field(1.0, gt=0)
@@ -77,6 +86,46 @@ def build_pairs(ctx, cfg, rows, prompts):
     return pairs
 
 
+def desirable(value, row: int, field: str) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    if str(value).strip().lower() in ("true", "false"):
+        return str(value).strip().lower() == "true"
+    raise RecipeError(f"row {row}: {field} = {value!r} is not a desirable/undesirable label",
+                      where="label_field", hint="use true/false or 1/0")
+
+
+def build_examples(ctx, cfg, rows, prompts):
+    """[(prompt, completion, desirable)] for an unpaired loss: labelled rows, or pairs split in two."""
+    if cfg.pairs == "labelled":
+        require_columns(rows, [cfg.completion_field, cfg.label_field], cfg.data)
+        return [(p, str(r[cfg.completion_field]), desirable(r[cfg.label_field], i, cfg.label_field))
+                for i, (p, r) in enumerate(zip(prompts, rows))]
+    pairs = build_pairs(ctx, cfg, rows, prompts)
+    return [(p, c, True) for p, c, _ in pairs] + [(p, r, False) for p, _, r in pairs]
+
+
+def tokenize_examples(examples, tokenizer, max_prompt: int, max_completion: int):
+    encoded = [([tokenizer.bos_id(), *tokenizer.encode(p)], [*tokenizer.encode(c), tokenizer.eos_id()], label)
+               for p, c, label in examples]
+    return apply_length_budget(encoded, [(len(p), len(c)) for p, c, _ in encoded], (max_prompt, max_completion))
+
+
+def desirable_rows(cfg, encoded) -> int:
+    """Desirable rows per batch: the recipe's number, else the data's proportion (each class
+    present in the data gets at least one row)."""
+    good = sum(label for *_, label in encoded)
+    if cfg.desirable_per_batch is not None:
+        n = cfg.desirable_per_batch
+        if n > cfg.batch_size or (n and not good) or (n < cfg.batch_size and good == len(encoded)):
+            raise RecipeError(f"desirable_per_batch = {n} does not fit a batch of {cfg.batch_size} from "
+                              f"{good} desirable and {len(encoded) - good} undesirable examples",
+                              where="desirable_per_batch", hint="leave it unset to keep the data's proportion")
+        return n
+    n = round(cfg.batch_size * good / len(encoded))
+    return min(max(n, 1 if good else 0), cfg.batch_size - (1 if good < len(encoded) else 0))
+
+
 def tokenize_pairs(pairs, tokenizer, max_prompt: int, max_completion: int):
     encoded = [([tokenizer.bos_id(), *tokenizer.encode(p)], [*tokenizer.encode(c), tokenizer.eos_id()],
                 [*tokenizer.encode(r), tokenizer.eos_id()]) for p, c, r in pairs]
@@ -105,6 +154,39 @@ def batches(encoded, cfg, seed: int, should_stop):
             arrays["prompt_ids"][row, -len(prompt):] = prompt
             arrays["prompt_mask"][row, -len(prompt):] = 1
             for name, ids in (("chosen", chosen), ("rejected", rejected)):
+                arrays[f"{name}_ids"][row, : len(ids)] = ids
+                arrays[f"{name}_mask"][row, : len(ids)] = 1
+        yield TrainingInput(**arrays)
+
+
+def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop):
+    """Batches of single completions, the desirable rows first; the "rejected" slot of row i
+    holds row i+1's completion (for row i's prompt): the mismatched pairs of KTO's KL estimate."""
+    import numpy as np
+    from tunix.sft.dpo.dpo_trainer import TrainingInput
+
+    rng = np.random.default_rng(seed)
+    pools = [[i for i, e in enumerate(encoded) if e[2]], [i for i, e in enumerate(encoded) if not e[2]]]
+    queues: list[list[int]] = [[], []]
+    counts = (n_desirable, cfg.batch_size - n_desirable)
+    for _ in range(cfg.steps):
+        if should_stop():
+            return
+        picked = []
+        for pool, queue, count in zip(pools, queues, counts):
+            while len(queue) < count:
+                queue += rng.permutation(pool).tolist()
+            picked += queue[:count]
+            del queue[:count]
+        shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
+        arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
+                  for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
+        for row, index in enumerate(picked):
+            prompt, completion, _ = encoded[index]
+            other = encoded[picked[(row + 1) % len(picked)]][1]
+            arrays["prompt_ids"][row, -len(prompt):] = prompt
+            arrays["prompt_mask"][row, -len(prompt):] = 1
+            for name, ids in (("chosen", completion), ("rejected", other)):
                 arrays[f"{name}_ids"][row, : len(ids)] = ids
                 arrays[f"{name}_mask"][row, : len(ids)] = 1
         yield TrainingInput(**arrays)
@@ -151,6 +233,34 @@ def make_loss_fn(loss, options: dict):
     return loss_fn
 
 
+def make_unpaired_loss_fn(loss, options: dict, n_desirable: int):
+    """The same for an unpaired loss: the first half holds each row's own completion, the
+    second the mismatched one; rows below ``n_desirable`` are the desirable ones."""
+    import jax.numpy as jnp
+
+    def mean_where(values, mask):
+        return jnp.where(mask, values, 0.0).sum() / jnp.maximum(mask.sum(), 1)
+
+    def loss_fn(model, train_example):
+        logps, kl_logps = sequence_logps(model, train_example)
+        half = train_example.completion_mask.shape[0] // 2
+        lengths = jnp.maximum(train_example.completion_mask.sum(axis=-1), 1.0)
+        ref, ref_kl = train_example.ref_chosen_logps, train_example.ref_rejected_logps
+        good = jnp.arange(half) < n_desirable
+        losses, reward, reference_point = loss(logps, kl_logps, lengths[:half], lengths[half:], ref, ref_kl, good,
+                                               **options)
+        right_side = jnp.where(good, reward > reference_point, reward < reference_point)
+        return losses.mean(), {
+            "rewards/chosen": mean_where(reward, good), "rewards/rejected": mean_where(reward, ~good),
+            "rewards/margin": mean_where(reward, good) - mean_where(reward, ~good),
+            "rewards/accuracy": right_side.mean(), "rewards/reference_point": reference_point,
+            "log_probs/chosen": mean_where(logps, good), "log_probs/rejected": mean_where(logps, ~good),
+            "lengths/chosen": mean_where(lengths[:half], good), "lengths/rejected": mean_where(lengths[:half], ~good),
+        }
+
+    return loss_fn
+
+
 class PreferenceStage:
     Config = PreferenceConfig
     mesh_roles = ("judge",)  # a local judge model of a reward that ranks pairs
@@ -163,6 +273,13 @@ class PreferenceStage:
                               where="loss", hint="use dpo, orpo, simpo or a preference loss plugin")
         if config.pairs == "self" and not config.rewards:
             raise RecipeError('pairs = "self" ranks samples with rewards; list some', where="rewards")
+        unpaired = getattr(plugins.registry("losses").get(config.loss), "unpaired", False)
+        if config.pairs == "labelled" and not unpaired:
+            raise RecipeError(f'pairs = "labelled" gives single completions; loss {config.loss!r} needs pairs',
+                              where="pairs", hint='use an unpaired loss such as "kto", or pairs = "data"')
+        if config.desirable_per_batch is not None and not unpaired:
+            raise RecipeError(f"desirable_per_batch applies to unpaired losses, not {config.loss!r}",
+                              where="desirable_per_batch", hint="remove it")
 
     def run(self, ctx) -> StageResult:
         import numpy as np
@@ -176,25 +293,39 @@ class PreferenceStage:
         cfg: PreferenceConfig = ctx.config
         bundle = ctx.model
         loss = ctx.registry("losses").get(cfg.loss)  # a preference loss: PreferenceStage.check
+        unpaired = getattr(loss, "unpaired", False)
         def encode(rows):
             prompts = [render_prompt(r, cfg.data, bundle.chat_template) for r in rows]
+            if unpaired:
+                return tokenize_examples(build_examples(ctx, cfg, rows, prompts), bundle.tokenizer,
+                                         cfg.max_prompt_tokens, cfg.max_completion_tokens)
             return tokenize_pairs(build_pairs(ctx, cfg, rows, prompts), bundle.tokenizer,
                                   cfg.max_prompt_tokens, cfg.max_completion_tokens)
 
-        _, budget = ctx.training_data(cfg.data, [cfg.data.question_field], encode, kept_as="data/pairs",
-                                      nothing_left="no preference pairs left from {rows} rows (ties or length budget)",
+        unit = "examples" if unpaired else "pairs"
+        _, budget = ctx.training_data(cfg.data, [cfg.data.question_field], encode, kept_as=f"data/{unit}",
+                                      nothing_left=f"no preference {unit} left from {{rows}} rows (ties or length budget)",
                                       hint="check pairs, rewards and max_*_tokens")
         reference = nnx.clone(bundle.model) if loss.needs_reference else None
         trainer = dpo_trainer.DPOTrainer(
             model=bundle.model, ref_model=reference, optimizer=build_optimizer(cfg),
             training_config=dpo_trainer.DPOTrainingConfig(**trainer_options(ctx, cfg)))
-        trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
+        more_metrics = {"lengths/chosen": np.mean, "lengths/rejected": np.mean}
+        if unpaired:
+            n_desirable = desirable_rows(cfg, budget.kept)
+            ctx.log({"data/desirable_per_batch": n_desirable}, 0)
+            trainer.with_loss_fn(make_unpaired_loss_fn(loss, dict(cfg.loss_options), n_desirable), has_aux=True)
+            data = unpaired_batches(budget.kept, cfg, n_desirable, ctx.seed, ctx.should_stop)
+            more_metrics["rewards/reference_point"] = np.mean
+        else:
+            trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
+            data = batches(budget.kept, cfg, ctx.seed, ctx.should_stop)
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
-        private_api.log_more_aux_metrics(trainer, {"lengths/chosen": np.mean, "lengths/rejected": np.mean})
+        private_api.log_more_aux_metrics(trainer, more_metrics)
         metrics_before_checkpoints(trainer)
-        ctx.train(trainer, batches(budget.kept, cfg, ctx.seed, ctx.should_stop), cfg.steps)
+        ctx.train(trainer, data, cfg.steps)
         history = trainer.metrics_logger
-        metrics = {"pairs": float(len(budget.kept))}
+        metrics = {unit: float(len(budget.kept))}
         for key in ("loss", "rewards/accuracy", "rewards/margin"):
             if history.metric_exists("", key, metrics_logger.Mode.TRAIN):
                 values = history.get_metric_history("", key, metrics_logger.Mode.TRAIN)

@@ -46,8 +46,39 @@ def test_orpo_matches_formula():
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
+def test_kto_matches_formula():
+    """KTO (arXiv:2402.01306 eq. 8; TRL's KTOTrainer): z0 from the mismatched pairs, clamped at 0."""
+    beta, lam_d, lam_u = 0.2, 1.0, 1.33
+    kl_logps, ref_kl = np.array([-20.0, -31.0, -9.0]), np.array([-21.0, -30.5, -10.0])
+    desirable = np.array([True, False, True])
+    z0 = max(0.0, np.mean(kl_logps - ref_kl))  # (1 - 0.5 + 1) / 3 = 0.5
+    r = C - REF_C
+    expected = np.where(desirable, lam_d * (1 - 1 / (1 + np.exp(-beta * (r - z0)))),
+                        lam_u * (1 - 1 / (1 + np.exp(-beta * (z0 - r)))))
+    loss, reward, point = L.kto(C, kl_logps, CL, CL, REF_C, ref_kl, desirable, beta=beta,
+                                desirable_weight=lam_d, undesirable_weight=lam_u)
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    np.testing.assert_allclose(reward, beta * r, rtol=1e-6)
+    np.testing.assert_allclose(point, beta * 0.5, rtol=1e-6)
+    _, _, clamped = L.kto(C, kl_logps, CL, CL, REF_C, ref_kl + 5.0, desirable)  # a negative KL estimate
+    assert float(clamped) == 0.0
+
+
+def test_kto_reference_point_is_not_differentiated():
+    import jax
+    import jax.numpy as jnp
+
+    def total(kl_logps):
+        loss, _, _ = L.kto(jnp.asarray(C), kl_logps, CL, CL, jnp.asarray(REF_C), jnp.asarray(REF_C) - 3.0,
+                           jnp.array([True, False, True]))
+        return loss.sum()
+
+    np.testing.assert_array_equal(jax.grad(total)(jnp.asarray(REF_C)), 0.0)
+
+
 def test_reference_needs():
     assert L.dpo.needs_reference and not L.simpo.needs_reference and not L.orpo.needs_reference
+    assert L.kto.needs_reference and L.kto.unpaired
 
 
 @pytest.mark.slow
@@ -101,3 +132,84 @@ def test_pairs_from_the_models_own_samples(pairs, tmp_path):
     assert any("train/rewards/accuracy" in m for _, m in logged)
     if pairs == "self":  # best and worst of 3 samples by length: ties are skipped and counted
         assert any("pairs/ties_skipped" in m for _, m in logged)
+
+
+def _run_preference(config, tmp_path):
+    from reasonlab.plugins import get_plugins
+    from reasonlab.progress import RunProgress
+    from reasonlab.schema import ModelSpec
+    from reasonlab.stage import StageContext
+    from reasonlab_plugins.models_tiny import load
+    from reasonlab_plugins.stage_preference import PreferenceStage
+
+    logged = []
+    ctx = StageContext(name="pref", kind="preference", config=config, recipe=None, model=load(ModelSpec(preset="tiny")),
+                       dir=tmp_path, seed=0, plugins=get_plugins(), log=lambda m, s: logged.append((s, m)),
+                       progress=RunProgress(False))
+    result = PreferenceStage().run(ctx)
+    history = {}
+    for _, m in sorted(logged, key=lambda x: x[0]):
+        for key, value in m.items():
+            history.setdefault(key, []).append(value)
+    return result, history
+
+
+@pytest.mark.slow
+def test_kto_learns_from_unpaired_labelled_completions(tmp_path):
+    """KTO on single completions (no prompt has both a good and a bad one): desirable
+    completions end above the KL reference point, undesirable ones below it."""
+    import json
+
+    from reasonlab_plugins.datasets_arithmetic import generate
+    from reasonlab_plugins.stage_preference import PreferenceConfig
+
+    rows = generate(split="train", n=64, seed=0, pairs=True)
+    labelled = [{"question": r["question"], "completion": r["chosen"] if i % 2 else r["rejected"], "label": i % 2 == 1}
+                for i, r in enumerate(rows)]
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in labelled))
+    config = PreferenceConfig(data={"source": f"file:{path}"}, pairs="labelled", loss="kto",
+                              loss_options={"beta": 0.5}, steps=30, batch_size=8, learning_rate=3e-3,
+                              max_prompt_tokens=96, max_completion_tokens=80)
+    result, history = _run_preference(config, tmp_path / "run")
+    assert result.metrics["examples"] == 64
+    assert history["data/desirable_per_batch"] == [4]  # half the data is desirable
+    accuracy = history["train/rewards/accuracy"]
+    assert len(accuracy) == 30
+    assert np.mean(accuracy[:2]) <= 0.75, accuracy[:5]
+    assert np.mean(accuracy[-5:]) >= 0.9, accuracy[-5:]
+    margins = history["train/rewards/margin"]
+    assert np.mean(margins[-5:]) > 0 and np.mean(margins[-5:]) > np.mean(margins[:2])
+    assert all(v >= 0 for v in history["train/rewards/reference_point"])
+
+
+@pytest.mark.slow
+def test_kto_trains_on_pairs_split_in_two(tmp_path):
+    from reasonlab_plugins.stage_preference import PreferenceConfig
+
+    config = PreferenceConfig(data={"source": "arithmetic", "options": {"n": 16, "pairs": True}}, loss="kto",
+                              desirable_per_batch=3, steps=3, batch_size=4, learning_rate=1e-3,
+                              max_prompt_tokens=96, max_completion_tokens=80)
+    result, history = _run_preference(config, tmp_path)
+    assert result.metrics["examples"] == 32  # each pair: one desirable and one undesirable example
+    assert history["data/desirable_per_batch"] == [3]
+    assert len(history["train/rewards/accuracy"]) == 3
+
+
+def test_labels_and_desirable_rows_per_batch():
+    from reasonlab.errors import RecipeError
+    from reasonlab_plugins.stage_preference import PreferenceConfig, desirable, desirable_rows
+
+    assert [desirable(v, 0, "label") for v in (True, 0, 1, "false", " True ")] == [True, False, True, False, True]
+    with pytest.raises(RecipeError, match="row 7: label = 'maybe'"):
+        desirable("maybe", 7, "label")
+    data = [(None, None, True)] * 3 + [(None, None, False)] * 9
+    config = PreferenceConfig(data={"source": "arithmetic"}, loss="kto", batch_size=8, steps=1)
+    assert desirable_rows(config, data) == 2  # 3 of 12 desirable
+    assert desirable_rows(config, data[:1] + data[3:]) == 1  # rare but present: at least one row
+    assert desirable_rows(config, data[:3]) == 8  # only desirable examples
+    assert desirable_rows(config.model_copy(update={"desirable_per_batch": 5}), data) == 5
+    with pytest.raises(RecipeError, match="desirable_per_batch = 9 does not fit"):
+        desirable_rows(config.model_copy(update={"desirable_per_batch": 9}), data)
+    with pytest.raises(RecipeError, match="desirable_per_batch = 6 does not fit"):  # no undesirable examples
+        desirable_rows(config.model_copy(update={"desirable_per_batch": 6}), data[:3])

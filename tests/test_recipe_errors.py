@@ -61,6 +61,10 @@ STAGE_SETTINGS = {
     "preference_stage_with_a_non_preference_loss": (GOOD + PREFERENCE + 'loss = "cross_entropy"\n',
                                                     ["stages.po.loss", "not a preference loss"]),
     "self_ranked_pairs_without_rewards": (GOOD + PREFERENCE + 'pairs = "self"\n', ["stages.po.rewards", "ranks samples"]),
+    "labelled_completions_with_a_paired_loss": (GOOD + PREFERENCE + 'pairs = "labelled"\n',
+                                                ["stages.po.pairs", "needs pairs", "kto"]),
+    "desirable_per_batch_with_a_paired_loss": (GOOD + PREFERENCE + 'desirable_per_batch = 2\n',
+                                               ["stages.po.desirable_per_batch", "unpaired losses"]),
     "distill_teacher_judge_unknown": (GOOD + DISTILL + 'teacher_judge = "opnai"\n',
                                       ["stages.teach.teacher_judge", "did you mean 'openai'"]),
 }
