@@ -52,7 +52,7 @@ def train_variant(out: Path, label: str, settings: list[str]) -> dict[str, float
     return {f"GRPO ({label}) + eval": time.perf_counter() - start}
 
 
-def train(recipe: Path, profile: str, out: Path) -> dict[str, float]:
+def train(recipe: Path, profile: str, out: Path, with_default_grpo: bool = True) -> dict[str, float]:
     seconds = {}
     sft_only, with_grpo = out / "sft_only", out / "sft_grpo"
     if not done(sft_only):
@@ -61,7 +61,7 @@ def train(recipe: Path, profile: str, out: Path) -> dict[str, float]:
         reasonlab("run", recipe, "-p", profile, "stages.grpo.enabled=false", "--runs-dir", runs, "--no-progress")
         max(runs.glob("*/*"), key=lambda p: p.stat().st_mtime).rename(sft_only)
         seconds["base eval + SFT + SFT eval"] = time.perf_counter() - start
-    if not done(with_grpo):
+    if with_default_grpo and not done(with_grpo):
         start = time.perf_counter()
         if not with_grpo.exists():
             branch(sft_only, with_grpo, ["grpo", "eval"], [])
@@ -112,7 +112,8 @@ def table(rows: dict[str, tuple[list[dict], list[dict]]]) -> tuple[str, dict]:
     lines += ["", "| paired (answers) | gained / lost | difference (95 % bootstrap CI) | exact McNemar p |",
               "|---|---|---|---|"]
     # each row against the one before it; every GRPO row also against SFT only
-    pairs = list(zip(names, names[1:])) + [("SFT only", b) for b in names[3:]]
+    pairs = list(zip(names, names[1:]))
+    pairs += [("SFT only", b) for b in names[2:] if ("SFT only", b) not in pairs]
     for a, b in pairs:
         for kind, index in (("greedy", 0), ("sampled", 1)):
             if kind == "sampled" and not (rows[a][1] and rows[b][1]):
@@ -133,15 +134,19 @@ def main(argv=None) -> None:
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("LABEL", "STAGE.KEY=VALUE"),
                         help="one more row: GRPO from the same SFT checkpoint with these settings, e.g. "
                              "--variant dapo grpo.algorithm=dapo (repeatable)")
+    parser.add_argument("--skip-grpo", action="store_true",
+                        help="no row for the recipe's own GRPO settings (only the variants); rerun without "
+                             "it later to add that row")
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
     args.out.mkdir(parents=True, exist_ok=True)
-    seconds = train(args.recipe, args.profile, args.out)
+    seconds = train(args.recipe, args.profile, args.out, with_default_grpo=not args.skip_grpo)
     for label, *settings in args.variant:
         seconds.update(train_variant(args.out, label, settings))
     rows = {"base": samples(args.out / "sft_only" / "stages" / "eval_base"),
-            "SFT only": samples(args.out / "sft_only" / "stages" / "eval"),
-            "SFT -> GRPO": samples(args.out / "sft_grpo" / "stages" / "eval")}
+            "SFT only": samples(args.out / "sft_only" / "stages" / "eval")}
+    if done(args.out / "sft_grpo"):
+        rows["SFT -> GRPO"] = samples(args.out / "sft_grpo" / "stages" / "eval")
     for label, *settings in args.variant:
         rows[f"SFT -> GRPO ({label}: {', '.join(settings)})"] = samples(args.out / f"sft_{label}" / "stages" / "eval")
     text, record = table(rows)
