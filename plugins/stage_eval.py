@@ -26,7 +26,8 @@ carry a ``domain``. Each accuracy comes with its 95 % Wilson interval
 ``passk`` always report ``sampled_<metric>`` over all their samples: the format rate of what
 the policy samples, which greedy decoding can hide.
 Writes ``eval.json``, ``samples.jsonl`` and ``items.jsonl`` (each item's row with its
-``pass_rate`` over all its completions: ``source = "stage:NAME"`` with ``max_pass_rate`` reads
+``pass_rate`` over all its completions, and under ``consensus`` its ``consensus_answer`` and
+``consensus_correct``: ``source = "stage:NAME"`` with ``max_pass_rate`` reads
 back the items the model failed) in the stage folder.
 """
 
@@ -188,10 +189,11 @@ class EvalStage:
 
         greedy = sample(1.0, 1, cfg.seed)  # top_k 1 = greedy, as the hackathon evaluated
         metrics = summarize(greedy)
-        extra_samples = []
+        extra_samples, votes = [], None
         if cfg.protocol == "consensus":
             draws = [sample(t, cfg.consensus_top_k, cfg.seed + i) for i, t in enumerate(cfg.temperatures)]
-            metrics.update(self._consensus(greedy, draws, rows, prompts, answer_fn, cfg))
+            votes = self._vote(draws, rows, prompts, answer_fn, cfg)
+            metrics.update(self._consensus(greedy, draws, rows, prompts, answer_fn, cfg, scored=votes))
             extra_samples = [s for d in draws for s in d]
         elif cfg.protocol == "passk":
             draws = [sample(cfg.temperature, None, cfg.seed + i) for i in range(cfg.samples)]
@@ -216,19 +218,27 @@ class EvalStage:
             for s in greedy + extra_samples:
                 fh.write(json.dumps(s) + "\n")
         with open(ctx.dir / "items.jsonl", "w", encoding="utf-8") as fh:  # what `source = "stage:NAME"` reads
-            for row in item_pass_rates(rows, greedy, extra_samples):
+            for i, row in enumerate(item_pass_rates(rows, greedy, extra_samples)):
+                if votes is not None:  # the item's majority answer and whether it is right
+                    row |= {"consensus_answer": votes[i]["answer"], "consensus_correct": votes[i]["correct"]}
                 fh.write(json.dumps(row, default=str) + "\n")
         return StageResult(bundle, metrics)
 
     @staticmethod
-    def _consensus(greedy, draws, rows, prompts, answer_fn, cfg) -> dict[str, float]:
+    def _vote(draws, rows, prompts, answer_fn, cfg) -> list[dict]:
+        """Each item's majority answer over the draws, scored like a completion."""
         voted = [majority([d[i]["answer"] for d in draws]) for i in range(len(prompts))]
         completions = [f"<reasoning></reasoning><answer>{v or ''}</answer>" for v in voted]
-        scored = score_samples(prompts, completions, rows, answer_fn, cfg.data.answer_field, cfg.correct_at)
+        return score_samples(prompts, completions, rows, answer_fn, cfg.data.answer_field, cfg.correct_at)
+
+    @staticmethod
+    def _consensus(greedy, draws, rows, prompts, answer_fn, cfg, scored=None) -> dict[str, float]:
+        scored = EvalStage._vote(draws, rows, prompts, answer_fn, cfg) if scored is None else scored
+        voted = [s["answer"] for s in scored]
         fixed = sum(1 for g, s in zip(greedy, scored) if not g["correct"] and s["correct"])
         broke = sum(1 for g, s in zip(greedy, scored) if g["correct"] and not s["correct"])
         accuracy = sum(s["correct"] for s in scored) / len(scored)
-        answered = sum(v is not None for v in voted)
+        answered = sum(bool(v) for v in voted)  # an empty vote (no draw answered) parses as no answer
         # the headline counts "no answer" as wrong; the answered-only rate is the one the 2B-think
         # README reported (62/87 = 71.3 %, against 62/100 over all its questions)
         return {"consensus_accuracy": accuracy, **interval_of("consensus_accuracy", accuracy, len(scored)),

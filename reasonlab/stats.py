@@ -79,3 +79,44 @@ def paired_bootstrap(a: list[float], b: list[float], resamples: int = 10_000, se
     return PairedComparison(n=len(diff), accuracy_a=float(x.mean()), accuracy_b=float(y.mean()),
                             difference=float(diff.mean()), interval=(float(low), float(high)),
                             gained=gained, lost=lost, p_value=mcnemar(gained, lost))
+
+
+@dataclass(frozen=True)
+class PairedRates:
+    n: int
+    mean_a: float
+    mean_b: float
+    difference: float  # b - a, mean over items
+    interval: tuple[float, float]  # 95 % bootstrap interval of the difference (items resampled)
+    better: int  # items whose rate is higher in b
+    worse: int  # items whose rate is lower in b
+    p_value: float  # paired permutation test (each item's two rates swapped at random)
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < 0.05
+
+
+def paired_rates(a: list[float], b: list[float], resamples: int = 10_000, seed: int = 0,
+                 confidence: float = 0.95) -> PairedRates:
+    """Compare per-item rates in [0, 1] (e.g. the share of k samples that are right) over the
+    same items: the samples of one item are not independent, so the unit is the item."""
+    import numpy as np
+    from scipy.stats import permutation_test
+
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"paired rates need the same non-zero length, got {len(a)} and {len(b)}")
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = y - x
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    if np.all(diff == 0):
+        p = 1.0
+    else:
+        p = float(permutation_test((x, y), lambda u, v, axis: np.mean(v - u, axis=axis), permutation_type="samples",
+                                   n_resamples=resamples, vectorized=True, random_state=seed).pvalue)
+    return PairedRates(n=len(diff), mean_a=float(x.mean()), mean_b=float(y.mean()), difference=float(diff.mean()),
+                       interval=(float(low), float(high)), better=int((diff > 0).sum()), worse=int((diff < 0).sum()),
+                       p_value=min(p, 1.0))

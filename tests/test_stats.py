@@ -47,6 +47,40 @@ def test_paired_bootstrap_counts_and_interval():
     assert result.p_value == pytest.approx(mcnemar(50, 25)) and result.significant
 
 
+def test_paired_rates_is_the_exact_sign_flip_test_on_small_sets():
+    """Six items with 4 samples each: all 2**6 swaps enumerated by hand give the exact p."""
+    import itertools
+
+    import numpy as np
+
+    from reasonlab.stats import paired_rates
+
+    a = [0.0, 0.25, 0.5, 0.0, 0.25, 0.75]
+    b = [0.5, 0.25, 1.0, 0.25, 0.75, 0.5]
+    diff = np.subtract(b, a)
+    observed = diff.mean()
+    flips = [np.mean(diff * signs) for signs in itertools.product((1, -1), repeat=6)]
+    exact = np.mean([abs(f) >= abs(observed) - 1e-12 for f in flips])
+    result = paired_rates(a, b)
+    assert result.p_value == pytest.approx(exact)
+    assert (result.better, result.worse, result.n) == (4, 1, 6)
+    assert result.difference == pytest.approx(observed)
+    assert result.interval[0] <= observed <= result.interval[1]
+    assert paired_rates(a, a).p_value == 1.0
+
+
+def test_paired_rates_separates_a_real_gain_from_noise():
+    import numpy as np
+
+    from reasonlab.stats import paired_rates
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 200) / 4
+    assert paired_rates(a, np.minimum(a + 0.25 * (rng.random(200) < 0.3), 1.0)).significant
+    noise = rng.choice([-0.25, 0.0, 0.25], 200)  # symmetric: no real difference
+    assert not paired_rates(a, np.clip(a + noise * (a > 0) * (a < 1), 0, 1)).significant
+
+
 def fake_run(root, name, correct):
     run = root / name
     (run / "stages" / "eval").mkdir(parents=True)
