@@ -160,6 +160,7 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
 class EvalStage:
     Config = EvalConfig
     mesh_roles = ("judge",)  # a local judge model of the answer reward
+    default_evaluator = True  # what a training stage's eval_every runs unless its eval_kind names another
 
     def run(self, ctx) -> StageResult:
         cfg: EvalConfig = ctx.config

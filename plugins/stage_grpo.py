@@ -330,6 +330,9 @@ class GRPOStage:
             token_advantages=self.token_advantages(ctx, bundle, lambda: cluster.actor_trainer.model,
                                                    lambda metrics: ctx.log(metrics, next_step())),
         )
+        evaluations = ctx.evaluation_hooks()  # eval_every: held-out evaluations between steps
+        if evaluations is not None:
+            cluster.actor_trainer.with_training_hooks(evaluations)
         try:
             with ctx.meshes.role("actor"):
                 learner.train(training_batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
@@ -338,6 +341,8 @@ class GRPOStage:
             ctx.progress.print(summary_table(reward.summary(), f"rewards of stage {ctx.name!r}"))
         ctx.stop_if_requested(cluster.actor_trainer.train_steps, cfg.steps)
         bundle.model = cluster.actor_trainer.model
+        if evaluations is not None:
+            evaluations.after_training(cluster.actor_trainer.train_steps)
         return StageResult(bundle, {"steps": float(cluster.actor_trainer.train_steps)})
 
 

@@ -247,6 +247,26 @@ def _check_plugin_refs(value: Any, path: str, plugins, problems: list[str]) -> N
             _check_plugin_refs(item, label, plugins, problems)
 
 
+def _check_evaluator(config, where: str, plugins, problems: list[str]) -> None:
+    """A training stage's ``eval_options`` are the evaluating stage's keys: checked here, not
+    at the first evaluation, after steps have trained."""
+    from reasonlab.stage import evaluator_class
+
+    try:
+        stage_cls = evaluator_class(config, plugins)
+    except (RecipeError, PluginError) as exc:
+        problems.append(f"{where}.eval_kind: {exc.message}")
+        return
+    if stage_cls is None:
+        return
+    try:
+        evaluator = stage_cls.Config.model_validate({**config.eval_options, "data": config.eval_data})
+    except ValidationError as exc:
+        problems += _validation_messages(exc, stage_cls.Config, (*where.split("."), "eval_options"), None)
+        return
+    _check_plugin_refs(evaluator, f"{where}.eval_options", plugins, problems)
+
+
 def _check_mesh_roles(model, stages, plugins, problems: list[str]) -> None:
     """Mesh roles are the stages' to declare (a stage class's ``mesh_roles``): a stage's own
     ``mesh.roles`` may name only its kind's, the recipe's ``[mesh].roles`` those of any stage."""
@@ -312,6 +332,7 @@ def load_recipe(path: str | Path, profile: str | None = None, overrides: tuple[s
             problems += _validation_messages(exc, stage_cls.Config, ("stages", spec.name), None)
             continue
         _check_plugin_refs(config, where, plugins, problems)
+        _check_evaluator(config, where, plugins, problems)
         stages.append(ResolvedStage(spec.name, spec.kind, config, spec.enabled))
     _check_mesh_roles(model, stages, plugins, problems)
     trackers = plugins.registry("trackers")

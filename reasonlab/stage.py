@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from reasonlab.schema import DataSpec, MeshSpec, PluginRef, Strict
 
@@ -42,6 +42,13 @@ class TrainingStageConfig(StageConfig):
     max_prompt_tokens / max_completion_tokens -> the length budget: longer rows are
                        dropped (never truncated: truncation teaches endless output)
     checkpoint_every -> orbax checkpoint interval in steps (default: only the last step)
+    eval_every, eval_data, eval_options, eval_kind -> held-out evaluation while training:
+                       every ``eval_every`` steps and after the last, the evaluating stage kind
+                       (``eval_kind``; default: the one that declares ``default_evaluator``)
+                       scores the model on ``eval_data`` with ``eval_options`` (its other keys,
+                       e.g. ``answer_reward``, ``max_completion_tokens``) and its metrics are
+                       logged as ``eval/<metric>`` at that step; each evaluation's files go to
+                       ``stages/<name>/evals/step_<N>/``
     """
 
     data: DataSpec
@@ -60,6 +67,43 @@ class TrainingStageConfig(StageConfig):
     max_completion_tokens: PositiveInt = 256
     checkpoint_every: PositiveInt | None = None
     loss: Annotated[str, PluginRef("losses")] | None = None
+    eval_every: PositiveInt | None = None
+    eval_data: DataSpec | None = None
+    eval_options: dict = {}
+    eval_kind: Annotated[str, PluginRef("stages")] | None = None
+
+    @model_validator(mode="after")
+    def _eval_every_needs_eval_data(self):
+        if (self.eval_every is None) != (self.eval_data is None):
+            missing = "eval_data" if self.eval_data is None else "eval_every"
+            raise ValueError(f"eval_every and eval_data go together: set {missing} too (or remove the other)")
+        return self
+
+
+def evaluator_class(config, plugins):
+    """The stage kind that evaluates a training stage while it trains (``eval_kind``, else the
+    one kind that declares ``default_evaluator``), or None without ``eval_every``."""
+    if getattr(config, "eval_every", None) is None:
+        return None
+    stages = plugins.registry("stages")
+    if config.eval_kind is not None:
+        return stages.get(config.eval_kind)
+    defaults = [name for name in stages.names() if getattr(stages.get(name), "default_evaluator", False)]
+    if len(defaults) != 1:
+        from reasonlab.errors import RecipeError
+
+        raise RecipeError(f"no single default evaluator among the stage kinds ({', '.join(defaults) or 'none'})",
+                          where="eval_kind", hint="name the stage kind that evaluates")
+    return stages.get(defaults[0])
+
+
+def evaluator_of(config, plugins):
+    """(stage class, its config) for ``eval_every``, or None; the evaluator's own validation
+    error for options it does not take."""
+    stage_cls = evaluator_class(config, plugins)
+    if stage_cls is None:
+        return None
+    return stage_cls, stage_cls.Config.model_validate({**config.eval_options, "data": config.eval_data})
 
 
 @dataclass
@@ -94,6 +138,7 @@ class StageContext:
     process_index: int = 0  # this process in a multi-process run (jax.distributed)
     process_count: int = 1
     shared: dict = field(default_factory=dict)  # lives as long as the run: the same dict for every stage
+    run_root: Path | None = None  # the run directory, where ``dir`` is not RUN/stages/NAME
 
     @property
     def reward_context(self):
@@ -109,7 +154,7 @@ class StageContext:
 
     @property
     def run_dir(self) -> Path:
-        return self.dir.parent.parent  # RUN/stages/NAME
+        return self.run_root or self.dir.parent.parent  # RUN/stages/NAME
 
     @property
     def mesh(self):
@@ -163,17 +208,75 @@ class StageContext:
             raise DataError(nothing_left.format(rows=len(rows)), where=f"stages.{self.name}", hint=hint)
         return rows, budget
 
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Score the model as it is now with the stage's ``eval_data`` (``eval_every``), log the
+        metrics as ``eval/<metric>`` at ``step`` and return them."""
+        from dataclasses import replace
+
+        from reasonlab.progress import RunProgress
+
+        stage_cls, config = evaluator_of(self.config, self.plugins)
+        child = replace(self, name=f"{self.name}.eval", kind="eval", config=config, run_root=self.run_dir,
+                        dir=self.dir / "evals" / f"step_{step}", log=lambda metrics, step: None,
+                        log_table=lambda *args: None, log_rows=lambda *args: None,
+                        progress=RunProgress(False))  # the training stage's bar stays
+        child.dir.mkdir(parents=True, exist_ok=True)
+        metrics = {f"eval/{key}": float(value) for key, value in stage_cls().run(child).metrics.items()}
+        self.log(metrics, step)
+        return metrics
+
+    def evaluation_hooks(self):
+        """Tunix training hooks that run ``evaluate`` before each step whose number of finished
+        steps is a multiple of ``eval_every``; ``after_training(step)`` runs the last one (None
+        when the stage has no ``eval_every``). ``train`` uses them itself; a stage that drives
+        its own Tunix trainer passes them to ``with_training_hooks`` and calls
+        ``after_training`` when it is done."""
+        if getattr(self.config, "eval_every", None) is None:
+            return None
+        from tunix.sft import hooks
+
+        ctx, every = self, self.config.eval_every
+        done = {step for step, _ in self.history("eval/n")}  # evaluated before a resume
+
+        class Evaluations(hooks.TrainingHooks):
+            def after_training(self, step: int) -> None:
+                self._maybe(step, last=True)
+
+            def _maybe(self, step: int, last: bool = False) -> None:
+                if step and step not in done and (last or step % every == 0) and not ctx.should_stop():
+                    done.add(step)
+                    ctx.evaluate(step)
+
+            def on_train_step_start(self, trainer):
+                self._maybe(trainer.train_steps)
+
+            # the rest does nothing (an RL learner calls train() once per step: on_train_end is no "last")
+            def on_train_start(self, trainer): ...
+            def on_train_end(self, trainer): ...
+            def on_train_step_end(self, trainer, train_step, train_loss): ...
+            def on_eval_step_start(self, trainer): ...
+            def on_eval_step_end(self, trainer, eval_loss): ...
+
+        return Evaluations()
+
     def train(self, trainer, batches, steps: int) -> None:
         """Run a Tunix trainer over ``batches``; it ends when they run out (or a stop is requested)
         and closes itself, saving the last step. On an error it is closed first (metrics flushed,
-        listeners released); a requested stop before ``steps`` raises StageInterrupted."""
+        listeners released); a requested stop before ``steps`` raises StageInterrupted.
+        With ``eval_every``, the held-out evaluations run between steps (``evaluation_hooks``)."""
+        hooks = self.evaluation_hooks()
+        if hooks is not None:
+            trainer.with_training_hooks(hooks)
         try:
             trainer.train(batches)
         except BaseException:
             trainer.close()
             raise
         self.stop_if_requested(trainer.train_steps, steps)
+        if hooks is not None:
+            hooks.after_training(trainer.train_steps)
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.dir / "checkpoints"
+

@@ -124,3 +124,20 @@ def test_rollout_samples_match_the_logged_rewards_and_grow_in_wandb(quickstart_r
     in_wandb = [row for path in tables for row in json.loads(path.read_text())["data"]]
     assert len(tables) == len(steps) and len(in_wandb) == len(rows)  # increments, not the whole table again
     assert sorted({row[0] for row in in_wandb}) == steps
+
+
+def test_held_out_curves_while_training(quickstart_run):
+    """eval_every in the tiny profile: SFT evaluates at steps 50, 100, 150 and GRPO at 2, 4 and
+    after its last step (5); each point's metrics equal the eval.json written for it."""
+    run_dir, _ = quickstart_run
+    records = read_metrics(run_dir)
+    for stage, steps in (("sft", [50, 100, 150]), ("grpo", [2, 4, 5])):
+        points = {r["step"]: r for r in records if r["stage"] == stage and "eval/format_accuracy" in r}
+        assert sorted(points) == steps, (stage, sorted(points))
+        for step, record in points.items():
+            written = json.loads((run_dir / "stages" / stage / "evals" / f"step_{step}" / "eval.json").read_text())
+            assert record["eval/n"] == 8.0
+            for key in ("format_accuracy", "answer_accuracy", "format_accuracy_ci95_low", "format_accuracy_ci95_high"):
+                assert record[f"eval/{key}"] == pytest.approx(written["metrics"][key])
+    sft = {r["step"]: r["eval/format_accuracy"] for r in records if r["stage"] == "sft" and "eval/format_accuracy" in r}
+    assert sft[150] > 0  # the curve measures a model that learnt the format (the final eval agrees)

@@ -47,6 +47,14 @@ CASES = {
     "bad_recipe_name": (GOOD.replace('name = "t"', 'name = "has space"'), ["recipe.name", "pattern"]),
     "missing_rewards": (GOOD.replace('rewards = [{ name = "format_strict" }]\n', ""), ["stages.grpo.rewards: required key is missing"]),
     "unknown_tracker": (GOOD + '\n[tracking]\nwandbb = { project = "x" }\n', ["tracking.wandbb", "did you mean 'wandb'"]),
+    "eval_every_without_eval_data": (GOOD.replace("steps = 2\n[[stages]]", "steps = 2\neval_every = 1\n[[stages]]"),
+                                     ["stages.sft", "eval_every and eval_data go together", "set eval_data"]),
+    "eval_options_unknown_key": (GOOD.replace("steps = 2\n[[stages]]", 'steps = 2\neval_every = 1\neval_data = { source = "arithmetic" }\n'
+                                              'eval_options = { answer_rewrd = "answer_match" }\n[[stages]]'),
+                                 ["stages.sft.eval_options.answer_rewrd: unknown key", "did you mean 'answer_reward'"]),
+    "eval_options_unknown_reward": (GOOD.replace("steps = 2\n[[stages]]", 'steps = 2\neval_every = 1\neval_data = { source = "arithmetic" }\n'
+                                                 'eval_options = { answer_reward = "answer_mach" }\n[[stages]]'),
+                                    ["stages.sft.eval_options.answer_reward", "unknown reward 'answer_mach'"]),
     "reward_weight_type": (GOOD.replace('{ name = "format_strict" }', '{ name = "format_strict", weight = "high" }'),
                            ["stages.grpo.rewards[0].weight"]),
 }
