@@ -43,10 +43,15 @@ class WandbTracker:
         self._growing: dict = {}  # name -> the stage's incremental wandb.Table
 
     def start_stage(self, stage: str, kind: str) -> None:
+        self._run = self._init(stage, kind)
+        self._run.define_metric("stage_step")
+        self._run.define_metric("*", step_metric="stage_step")
+
+    def _init(self, stage: str, kind: str):
         import wandb
 
         info = self.run_info
-        self._run = wandb.init(
+        return wandb.init(
             project=self.options.get("project", "reasonlab"),
             entity=self.options.get("entity"),
             group=f"{info.recipe}-{info.run_id}",
@@ -61,8 +66,17 @@ class WandbTracker:
             # the run directory's environment.json keeps a redacted copy instead
             settings=wandb.Settings(console="off", silent=True, x_disable_meta=True),
         )
-        self._run.define_metric("stage_step")
-        self._run.define_metric("*", step_metric="stage_step")
+
+    def log_file(self, path, name: str, kind: str) -> None:
+        """A whole-run file (the HTML report) as a W&B artifact, in a short run of the run's group."""
+        import wandb
+
+        run = self._init(name, kind)
+        info = self.run_info
+        artifact = wandb.Artifact(f"{info.recipe}-{info.run_id}-{name}", type=kind)
+        artifact.add_file(str(path))
+        run.log_artifact(artifact)
+        run.finish()
 
     def log(self, metrics: dict, step: int) -> None:
         if self._run is not None:

@@ -236,6 +236,17 @@ def compare(run_dirs, metrics, out):
             console.print(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), help="Where the HTML goes (default: RUN/report.html for "
+              "one run, ./report.html for several).")
+def report(run_dirs, out):
+    """One self-contained HTML report of a run, or of several side by side (opens offline)."""
+    from reasonlab.report import render
+
+    click.echo(f"wrote {render([Path(p) for p in run_dirs], Path(out) if out else None)}")
+
+
 def _print_summary(run_dir: Path, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -24,6 +24,7 @@ from reasonlab import compile_cache, distributed, memory
 from reasonlab.errors import ReasonlabError
 from reasonlab.files import RunLock, write_json
 from reasonlab.interrupt import StageInterrupted, StopSignal, parse_duration
+from reasonlab.machine import cpu_kind, peak_rss_gb
 from reasonlab.plugins import call_hook
 from reasonlab.redaction import REDACTED, redact, secret_values
 from reasonlab.runs import RUN_FORMAT, check_run_dir, load_run_model  # noqa: F401 - load_run_model: the old import path
@@ -45,7 +46,8 @@ def environment(secrets: set[str] = frozenset()) -> dict:
         for secret in secrets:
             arg = arg.replace(secret, REDACTED)
         argv.append(arg)
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "argv": argv, "packages": versions}
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_kind(), "argv": argv,
+            "packages": versions}
 
 
 def new_run_dir(root: Path, recipe_name: str, suffix: str = "") -> Path:
@@ -180,7 +182,10 @@ class Runner:
                 prefetched = compile_cache.finish_prefetch()
                 if prefetched:  # which programs skipped their cache load on the critical path
                     self._set_state(compilation_cache={"prefetched": prefetched})
-                hub.close()
+                try:
+                    self._write_report(hub, progress)
+                finally:
+                    hub.close()
         return summary
 
     def _preflight(self, state: dict) -> None:
@@ -191,6 +196,23 @@ class Runner:
         todo = [s for s in self.recipe.stages
                 if s.enabled and not self._finished(state, s.name) and not _reads_earlier_stage(s, self.plugins)]
         preflight(self.recipe, self.plugins, todo, self.dir)
+
+    def _write_report(self, hub, progress) -> None:
+        """RUN/report.html (``reasonlab.report``), also after a failure: what ran is worth seeing.
+        The run's outcome stands whatever happens here, so a report that cannot be written says
+        why and the run goes on to close."""
+        if not self.primary:
+            return
+        from reasonlab.report import render
+
+        hub.flush()
+        try:
+            path = render([self.dir])
+        except Exception as exc:  # noqa: BLE001 - reported, and the run's own error (if any) is not masked
+            progress.print(f"[yellow]report not written: {type(exc).__name__}: {exc} "
+                           f"(try: reasonlab report {self.dir})")
+            return
+        hub.log_file(path, "report", "report")
 
     def _finished(self, state: dict, stage: str) -> bool:
         return (state["stages"].get(stage, {}).get("status") == "done"
@@ -246,7 +268,8 @@ class Runner:
             share_backbone(result.model.model, result.model.base)
         save_trainable(result.model, stage_dir / "final")  # every process: orbax writes each one's shards
         hub.end_stage(result.metrics)
-        self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics)
+        self._set_state(stage=stage.name, status="done", finished=time.time(), metrics=result.metrics,
+                        peak_rss_gb=peak_rss_gb())
         self._notify("on_stage_end", run=info, stage=stage, result=result)
         return result.model, result.metrics
 

@@ -33,8 +33,10 @@ class Tracker(Protocol):
     def log(self, metrics: dict[str, float], step: int) -> None: ...
     def end_stage(self, summary: dict[str, float]) -> None: ...
     def close(self) -> None: ...
-    # optional: log_table(name, columns, rows, step) for per-sample tables (eval samples), and
-    # log_rows(name, columns, rows, step) for a table that grows over a stage (rollout samples)
+    # optional: log_table(name, columns, rows, step) for per-sample tables (eval samples),
+    # log_rows(name, columns, rows, step) for a table that grows over a stage (rollout samples),
+    # and log_file(path, name, kind) for a file of the whole run (the HTML report), called
+    # after the last stage
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, float]:
@@ -142,6 +144,15 @@ class MetricsHub:
         for tracker in self.trackers:
             if hasattr(tracker, "log_rows"):
                 call_tracker(tracker, "log_rows", name, columns, rows, int(step))
+
+    def log_file(self, path: Path, name: str, kind: str) -> None:
+        """A file of the whole run (e.g. the HTML report, kind "report") for trackers that keep files."""
+        for tracker in self.trackers:
+            if hasattr(tracker, "log_file"):
+                call_tracker(tracker, "log_file", path, name, kind)
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def end_stage(self, summary: dict[str, float]) -> None:
         self._file.flush()

@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from reasonlab.machine import cpu_kind  # noqa: F401  (the studies import it from here)
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -56,14 +57,6 @@ def train(sft_run: Path, name: str, dest: Path) -> float:
         branch(sft_run, dest, ["grpo"], VARIANTS[name])
         subprocess.run([sys.executable, "-m", "reasonlab", "resume", str(dest), "--no-progress"], check=True)
     return time.perf_counter() - start
-
-
-def cpu_kind() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    kind = "AVX-512 + bf16" if "avx512_bf16" in flags else "AVX-512, no bf16" if "avx512f" in flags else "AVX2 only"
-    return f"{model} ({kind})"
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, list[dict]]:
