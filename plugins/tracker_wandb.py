@@ -5,6 +5,9 @@ tags = the recipe's tags. Options: ``project`` (default "reasonlab"), ``entity``
 ``mode`` ("online" | "offline" | "disabled"). Without a mode, W&B runs online when an
 API key is configured (``WANDB_API_KEY`` or ``wandb login``) and offline otherwise;
 ``WANDB_MODE`` in the environment wins over both. Files go to ``<run dir>/wandb``.
+``log_model = true``: each training stage's trained state (its ``final/`` folder: LoRA
+adapters, or all weights under full fine-tuning) is logged as a W&B artifact of type "model".
+The run's HTML report is logged as an artifact of type "report" when the run ends.
 Metrics are logged against ``stage_step`` so stages that log out of order lose nothing.
 """
 
@@ -31,18 +34,24 @@ def resolve_mode(options: dict) -> str:
 
 class WandbTracker:
     def __init__(self, options: dict, run):
-        unknown = set(options) - {"project", "entity", "mode", "tags"}
+        unknown = set(options) - {"project", "entity", "mode", "tags", "log_model"}
         if unknown:
             from reasonlab.errors import RecipeError
 
             raise RecipeError(f"tracking.wandb: unknown option(s) {', '.join(sorted(unknown))}",
-                              hint="known: project, entity, mode, tags")
+                              hint="known: project, entity, mode, tags, log_model")
+        if not isinstance(options.get("log_model", False), bool):
+            from reasonlab.errors import RecipeError
+
+            raise RecipeError("tracking.wandb.log_model must be true or false", hint="log_model = true")
         self.options = options
         self.run_info = run
         self._run = None
+        self._stage = self._kind = ""
         self._growing: dict = {}  # name -> the stage's incremental wandb.Table
 
     def start_stage(self, stage: str, kind: str) -> None:
+        self._stage, self._kind = stage, kind
         self._run = self._init(stage, kind)
         self._run.define_metric("stage_step")
         self._run.define_metric("*", step_metric="stage_step")
@@ -105,6 +114,14 @@ class WandbTracker:
 
     def end_stage(self, summary: dict) -> None:
         self._growing = {}
+        final = self.run_info.dir / "stages" / self._stage / "final"
+        trained = self._kind != "eval"  # an eval stage's final/ is the model it was handed
+        if self._run is not None and self.options.get("log_model") and trained and final.is_dir():
+            import wandb  # the stage's trained state (LoRA adapters, or all weights) as a model artifact
+
+            artifact = wandb.Artifact(f"{self.run_info.recipe}-{self.run_info.run_id}-{self._stage}", type="model")
+            artifact.add_dir(str(final))
+            self._run.log_artifact(artifact)
         if self._run is not None:
             self._run.summary.update(summary)
             self._run.finish()

@@ -72,7 +72,7 @@ def test_wandb_offline_runs_hold_stage_metrics(quickstart_run):
     run_dir, _ = quickstart_run
     files = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     runs = {summarize(f)["run"][1]: summarize(f) for f in files}
-    assert set(runs) == {"eval_base", "sft", "grpo", "eval"}
+    assert set(runs) == {"eval_base", "sft", "grpo", "eval", "report"}  # one per stage, and the report's
     group = f"quickstart-{run_dir.name}"
     assert all(r["run"][0] == group for r in runs.values())
     assert any("train/loss" in h for h in runs["sft"]["history"])

@@ -81,13 +81,19 @@ def test_the_run_writes_its_report_and_its_numbers_are_the_runs(quickstart_run):
     assert view["comparison"]["first"] == "eval_base" and view["comparison"]["last"] == "eval"
 
 
-def test_the_report_goes_to_wandb_as_an_artifact(quickstart_run):
+def test_the_report_and_the_trained_models_go_to_wandb_as_artifacts(quickstart_run):
+    """The tiny profile sets tracking.wandb.log_model: SFT's and GRPO's final states are model
+    artifacts (not the eval stages', which train nothing); the report is one of type report."""
     run_dir, _ = quickstart_run
     artifacts = [r.artifact for path in (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
                  for r in records(path) if r.WhichOneof("record_type") == "artifact"]
     reports = [a for a in artifacts if a.type == "report"]
     assert len(reports) == 1
     assert [entry.path for entry in reports[0].manifest.contents] == ["report.html"]
+    models = sorted(a.name.rsplit("-", 1)[-1] for a in artifacts if a.type == "model")
+    assert models == ["grpo", "sft"]
+    for artifact in (a for a in artifacts if a.type == "model"):
+        assert any(entry.path == "_CHECKPOINT_METADATA" for entry in artifact.manifest.contents)
 
 
 @pytest.mark.slow
