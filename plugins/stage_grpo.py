@@ -58,6 +58,7 @@ from pydantic import AliasChoices, Field, NonNegativeInt, PositiveFloat, Positiv
 from reasonlab import hookimpl
 from reasonlab.data import apply_length_budget, render_prompt
 from reasonlab.errors import DataError
+from reasonlab.files import drop_rows_after
 from reasonlab.rewards import CompositeReward, summary_table
 from reasonlab.schema import RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
@@ -318,6 +319,8 @@ class GRPOStage:
         if settings.overlong_buffer:
             reward_fns.append(overlong_reward(bundle.tokenizer, cfg.max_completion_tokens, settings,
                                               lambda metrics: ctx.log(metrics, next_step())))
+        if ctx.is_primary:  # resumed: the steps after the checkpoint are redone, and logged again
+            drop_rows_after(ctx.dir / "rollouts.jsonl", cluster.actor_trainer.train_steps)
         rollout_log = RolloutLog(ctx, reward, cfg.rollout_log_every, cfg.num_generations, next_step,
                                  overlong=reward_fns[1] if settings.overlong_buffer else None)
         learner = learner_class()(

@@ -34,6 +34,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from reasonlab import hookimpl, private_api
 from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
 from reasonlab.errors import RecipeError
+from reasonlab.files import drop_rows_after
 from reasonlab.rewards import CompositeReward
 from reasonlab.schema import PluginRef, RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
@@ -374,6 +375,8 @@ class PreferenceStage:
         n_desirable = desirable_rows(cfg, budget.kept) if unpaired else 0
         pair_log = PairLog(ctx, cfg.pair_log_every, bundle.tokenizer, unpaired, n_desirable)
         pair_log.next_step = trainer.train_steps + 1  # after a restore: the first step this session trains
+        if ctx.is_primary:
+            drop_rows_after(ctx.dir / "pairs.jsonl", trainer.train_steps)  # those steps are redone
         more_metrics["pairs/margin"] = pair_log.capture  # the mean margin (unpaired: over the reference point)
         if unpaired:
             ctx.log({"data/desirable_per_batch": n_desirable}, 0)

@@ -277,21 +277,29 @@ def show(ctx, recipe, overrides, profile):
 
 
 @cli.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, required=True, metavar="RECIPE... [KEY=VALUE...]")
 @click.option("--profile", "-p", help="Validate only this profile (default: the base and every profile).")
 @click.pass_context
-def validate(ctx, recipes, profile):
-    """Check recipes: schema, plugin names, readable data. Does not import JAX."""
+def validate(ctx, args, profile):
+    """Check recipes: schema, plugin names, readable data. Does not import JAX.
+
+    KEY=VALUE overrides (as ``run`` and ``show`` take them) apply to every recipe and profile,
+    e.g. ``reasonlab validate recipes/quickstart.toml stages.grpo.algorithm=dapo``."""
     from reasonlab.recipe import read_toml
     from reasonlab.validate import check_data, check_rewards, check_stages
 
+    overrides = tuple(a for a in args if "=" in a and not Path(a).exists())
+    recipes = [a for a in args if a not in overrides]
+    if not recipes:
+        raise ReasonlabError("no recipe to validate", where="reasonlab validate",
+                             hint="reasonlab validate RECIPE.toml [KEY=VALUE ...]")
     failures = 0
     for path in recipes:
         profiles = [profile] if profile else [None, *read_toml(Path(path)).get("profiles", {})]
         for name in profiles:
             label = f"{path}" + (f" --profile {name}" if name else "")
             try:
-                loaded = _load(ctx, path, name, ())
+                loaded = _load(ctx, path, name, overrides)
                 check_data(loaded, plugins_of(ctx))
                 check_stages(loaded, plugins_of(ctx))
                 check_rewards(loaded, plugins_of(ctx))

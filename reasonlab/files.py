@@ -48,3 +48,20 @@ class RunLock:
         if self._fh is not None:
             self._fh.close()  # closing drops the flock
             self._fh = None
+
+
+def drop_rows_after(path: Path, step: int) -> int:
+    """Remove the rows of a per-step JSONL log (``{"step": N, ...}`` per line) logged after
+    ``step``: a resumed stage redoes those steps and logs them again. Returns how many went."""
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return len(lines) - len(kept)

@@ -87,3 +87,12 @@ def test_recipes_lists_and_copies_the_bundled_recipes(tmp_path):
     assert again.returncode == 2 and "not overwriting" in again.stderr
     typo = reasonlab("recipes", "cp", "quikstart", str(tmp_path / "x.toml"))
     assert typo.returncode == 2 and "did you mean 'quickstart'" in typo.stderr
+
+
+def test_validate_takes_the_overrides_run_and_show_take():
+    good = reasonlab("validate", QUICKSTART, "stages.grpo.algorithm=dapo", "--profile", "cpu")
+    assert good.returncode == 0 and "✓" in good.stdout, good.stderr
+    bad = reasonlab("validate", QUICKSTART, "stages.grpo.algorithm=dapoo", "--profile", "cpu")
+    assert bad.returncode == 2 and "stages.grpo.algorithm" in bad.stderr and "'dapoo'" in bad.stderr
+    alone = reasonlab("validate", "stages.grpo.algorithm=dapo")
+    assert alone.returncode == 2 and "no recipe to validate" in alone.stderr

@@ -66,3 +66,15 @@ def test_grpo_step_metrics_are_logged_before_its_checkpoint(tmp_path, logged_at_
     # Tunix counts its rollouts from 0: shifted, they share the steps of the actor's records
     steps_of = lambda key: sorted(s for s, metrics in records if key in metrics)  # noqa: E731
     assert steps_of("train/rewards/mean") == steps_of("train/actor/loss") == [1, 2, 3]
+
+
+def test_drop_rows_after_keeps_the_steps_before_a_resume(tmp_path):
+    import json
+
+    from reasonlab.files import drop_rows_after
+
+    path = tmp_path / "rollouts.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "i": i}) + "\n" for s in (1, 2, 3) for i in range(2)) + '{"step": 4, "i"')
+    assert drop_rows_after(path, 2) == 3  # step 3's two rows and the line a kill cut short
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 1, 2, 2]
+    assert drop_rows_after(tmp_path / "absent.jsonl", 5) == 0

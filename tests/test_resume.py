@@ -44,6 +44,7 @@ learning_rate = 1e-3
 max_prompt_tokens = 96
 max_completion_tokens = 24
 checkpoint_every = 1
+rollout_log_every = 1
 rewards = [{ name = "format_strict" }, { name = "answer_match" }]
 [[stages]]
 name = "eval"
@@ -164,6 +165,11 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(recipe, uninterrupted, tm
     assert summaries[0]["eval"] == summaries[1]["eval"]  # the same model evaluates the same
     assert summaries[0]["sft"] == summaries[1]["sft"]    # first_loss is step 1's, not the restored step's
     assert_same_records(run_dir, uninterrupted)
+    # the rollout samples of redone steps are not appended twice: the same rows as the uninterrupted run
+    rollouts = [[json.loads(line) for line in (d / "stages/grpo/rollouts.jsonl").read_text().splitlines()]
+                for d in (run_dir, uninterrupted)]
+    assert [(r["step"], r["completion"], r["total"]) for r in rollouts[0]] == \
+        [(r["step"], r["completion"], r["total"]) for r in rollouts[1]]
 
 
 def records_of(run_dir: Path) -> list[dict]:
