@@ -139,7 +139,10 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
     config_file = directory / "config.json"
     hf = json.loads(config_file.read_text()) if config_file.exists() else {}
     hf = hf.get("text_config", hf)
-    dtype = jnp.float32 if dtype_name == "float32" else jnp.bfloat16
+    from reasonlab.machine import resolve_dtype
+
+    # unset: bfloat16 (half a 1-2B model's memory); "auto": the CPU's faster dtype
+    dtype = jnp.float32 if resolve_dtype(dtype_name, unset="bfloat16") == "float32" else jnp.bfloat16
     mesh = mesh if mesh is not None else single_device_mesh()
     if preset.family == "gemma3":
         from tunix.models.gemma3 import params_safetensors

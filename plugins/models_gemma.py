@@ -8,9 +8,10 @@ SentencePiece ``tokenizer.model`` rebuilt from the GGUF vocabulary in the cache
 through Tunix's own safetensors loader into ``Gemma3(ModelConfig.gemma3_270m())`` (with
 ``_gemma3``'s last-position prefill).
 
-Parameters load as bfloat16 by default: this CPU trains ~2.2x faster in bf16 than in
-float32 at lower peak memory (../shared/TUNIX-NOTES.md); ``model.dtype = "float32"``
-for exact logits.
+Parameters load in the dtype ``model.dtype`` names; unset or ``"auto"``, the one this CPU
+runs fastest (``reasonlab.machine.auto_dtype``: bfloat16 with AVX-512 — an Ice Lake trained
+~2.2x faster in bf16 than in float32, ../shared/TUNIX-NOTES.md — float32 on AVX2-only CPUs,
+where bf16 dots are emulated). ``model.dtype = "float32"`` for exact logits.
 """
 
 from __future__ import annotations
@@ -139,7 +140,9 @@ def load(spec, context=None):
     directory = cache_dir()
     if not (directory / "model.safetensors").exists() or not (directory / "tokenizer.model").exists():
         convert(gguf_file(), directory)
-    dtype = jnp.float32 if spec.dtype == "float32" else jnp.bfloat16
+    from reasonlab.machine import resolve_dtype
+
+    dtype = jnp.float32 if resolve_dtype(spec.dtype, unset="auto") == "float32" else jnp.bfloat16
     config = gemma3_model.ModelConfig.gemma3_270m()
     config.param_dtype = dtype
     mesh = (context or ModelContext()).load_mesh()

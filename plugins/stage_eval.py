@@ -265,7 +265,7 @@ def register_commands(cli):
     @click.option("--protocol", type=click.Choice(["greedy", "consensus", "passk"]), default="greedy", show_default=True)
     @click.option("--max-new-tokens", default=768, show_default=True)
     @click.option("--max-prompt-tokens", default=256, show_default=True)
-    @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="For a model preset.")
+    @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "auto"]), help="For a model preset.")
     @click.option("--out", type=click.Path(file_okay=False), help="Where eval.json and samples.jsonl go.")
     @click.option("--set", "settings", multiple=True,
                   help="Any other eval-stage key, key=value (repeatable), e.g. sampled_format=4, batch_size=32.")

@@ -10,17 +10,50 @@ import resource
 from pathlib import Path
 
 
+def _cpuinfo() -> str:
+    return Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+
+def cpu_flags(info: str | None = None) -> set[str]:
+    info = _cpuinfo() if info is None else info
+    return set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+
+
+def vector_kind(flags: set[str]) -> str:
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        return "AVX-512 + bf16"
+    return "AVX-512, no bf16" if "avx512f" in flags else "AVX2 only" if "avx2" in flags else platform.machine()
+
+
 def cpu_kind() -> str:
     """E.g. "AMD EPYC (AVX-512 + bf16)" or "Intel Xeon @ 2.80GHz (AVX-512, no bf16)"."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    info = _cpuinfo()
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                  platform.processor() or platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    kind = ("AVX-512 + bf16" if "avx512_bf16" in flags else "AVX-512, no bf16" if "avx512f" in flags
-            else "AVX2 only" if "avx2" in flags else platform.machine())
-    return f"{model} ({kind})"
+    return f"{model} ({vector_kind(cpu_flags(info))})"
+
+
+def auto_dtype(flags: set[str] | None = None) -> str:
+    """The parameter dtype a model preset's ``dtype = "auto"`` picks for this CPU.
+
+    bfloat16 wherever XLA:CPU has AVX-512 (with native bf16 dots, or without them: on an Ice
+    Lake without ``avx512_bf16`` bf16 trained the embedded model ~2.2x faster than float32 at
+    lower peak memory, ../shared/TUNIX-NOTES.md); float32 on AVX2-only x86 CPUs, where bf16
+    dots are emulated (an AMD EPYC with AVX2 measured 36 bf16 vs 59 float32 GFLOP/s, issue
+    #29); bfloat16 elsewhere (not x86: the previous default). benchmarks/README.md has the figures."""
+    flags = cpu_flags() if flags is None else flags
+    if "avx2" in flags and "avx512f" not in flags:
+        return "float32"
+    return "bfloat16"
 
 
 def peak_rss_gb() -> float:
     """The process's peak resident memory so far (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def resolve_dtype(name: str | None, unset: str = "auto", flags: set[str] | None = None) -> str:
+    """``model.dtype`` as a loader uses it: "float32" or "bfloat16"; None is the preset's
+    ``unset`` default, "auto" is ``auto_dtype()``."""
+    name = unset if name is None else name
+    return auto_dtype(flags) if name == "auto" else name

@@ -60,7 +60,8 @@ class LoraSpec(Strict):
 class ModelSpec(Strict):
     preset: Annotated[str, PluginRef("models")]
     lora: LoraSpec | Literal[False] | None = None  # false: train all parameters (lets a profile turn LoRA off)
-    dtype: Literal["float32", "bfloat16"] | None = None
+    # parameters' dtype; "auto" (the embedded preset's default): reasonlab.machine.auto_dtype picks per CPU
+    dtype: Literal["float32", "bfloat16", "auto"] | None = None
     path: str | None = None  # local checkpoint directory, for presets that load one
 
 
