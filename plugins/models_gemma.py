@@ -9,9 +9,9 @@ through Tunix's own safetensors loader into ``Gemma3(ModelConfig.gemma3_270m())`
 ``_gemma3``'s last-position prefill).
 
 Parameters load in the dtype ``model.dtype`` names; unset or ``"auto"``, the one this CPU
-runs fastest (``reasonlab.machine.auto_dtype``: bfloat16 with AVX-512 — an Ice Lake trained
-~2.2x faster in bf16 than in float32, ../shared/TUNIX-NOTES.md — float32 on AVX2-only CPUs,
-where bf16 dots are emulated). ``model.dtype = "float32"`` for exact logits.
+runs fastest (``reasonlab.machine.auto_dtype``: bfloat16 with AVX-512 — an AVX-512 VM with
+native bf16 trained ~2.2x faster in bf16 than in float32, ../shared/TUNIX-NOTES.md — float32
+on AVX2-only CPUs, where bf16 dots are emulated). ``model.dtype = "float32"`` for exact logits.
 """
 
 from __future__ import annotations

@@ -36,11 +36,12 @@ def cpu_kind() -> str:
 def auto_dtype(flags: set[str] | None = None) -> str:
     """The parameter dtype a model preset's ``dtype = "auto"`` picks for this CPU.
 
-    bfloat16 wherever XLA:CPU has AVX-512 (with native bf16 dots, or without them: on an Ice
-    Lake without ``avx512_bf16`` bf16 trained the embedded model ~2.2x faster than float32 at
-    lower peak memory, ../shared/TUNIX-NOTES.md); float32 on AVX2-only x86 CPUs, where bf16
-    dots are emulated (an AMD EPYC with AVX2 measured 36 bf16 vs 59 float32 GFLOP/s, issue
-    #29); bfloat16 elsewhere (not x86: the previous default). benchmarks/README.md has the figures."""
+    float32 on AVX2-only x86 CPUs, where XLA:CPU emulates bf16 dots (an AMD EPYC Zen 3:
+    ``jnp.dot`` 36 GFLOP/s in bf16 against 59 in float32, ../shared/TUNIX-NOTES.md); bfloat16
+    with AVX-512 (on an AVX-512 VM with native bf16, LoRA SFT of the embedded model ran ~2.2x
+    faster in bf16 than in float32 at lower peak memory — the memory traffic halves even
+    where the dot itself is not faster; AVX-512 without bf16 dots is not measured and keeps
+    bf16, the earlier default) and off x86. benchmarks/README.md has the figures per CPU kind."""
     flags = cpu_flags() if flags is None else flags
     if "avx2" in flags and "avx512f" not in flags:
         return "float32"
