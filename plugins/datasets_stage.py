@@ -56,6 +56,7 @@ def _check(arg: str, spec) -> None:
 
 load_stage_output.check = _check  # options only: the output exists once the run gets there
 load_stage_output.needs_run = True  # `validate` cannot read its rows before the run
+load_stage_output.reads_stage = lambda arg: arg  # validate checks NAME runs earlier and writes rows
 
 
 @hookimpl

@@ -63,6 +63,7 @@ def parse_teacher(reply: str | None) -> dict | None:
 
 class DistillStage:
     Config = DistillConfig
+    writes_rows = True  # distilled.jsonl: what `source = "stage:NAME"` reads
 
     def run(self, ctx) -> StageResult:
         cfg: DistillConfig = ctx.config

@@ -160,6 +160,7 @@ def summarize(samples: list[dict], prefix: str = "") -> dict[str, float]:
 class EvalStage:
     Config = EvalConfig
     mesh_roles = ("judge",)  # a local judge model of the answer reward
+    writes_rows = True  # items.jsonl: what `source = "stage:NAME"` reads
     default_evaluator = True  # what a training stage's eval_every runs unless its eval_kind names another
 
     def run(self, ctx) -> StageResult:

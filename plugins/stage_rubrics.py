@@ -86,6 +86,7 @@ def parse_rubric(reply: str | None, low: int, high: int) -> list[dict] | str:
 
 class RubricsStage:
     Config = RubricsConfig
+    writes_rows = True  # rubrics.jsonl: what `source = "stage:NAME"` reads
 
     def run(self, ctx) -> StageResult:
         cfg: RubricsConfig = ctx.config

@@ -40,10 +40,42 @@ def check_data(recipe, plugins) -> None:
                 raise
 
 
+def check_stage_sources(recipe, plugins) -> None:
+    """A source that reads an earlier stage's output (its loader has ``reads_stage(arg) ->
+    name``, e.g. "stage:NAME", also inside "curriculum:stage:NAME") must name an enabled stage
+    that runs before it and whose kind writes rows (``writes_rows = True``): else the run
+    would train the stages before it and then stop."""
+    from reasonlab.errors import RecipeError
+
+    datasets, kinds = plugins.registry("datasets"), plugins.registry("stages")
+    before: dict[str, str] = {}  # enabled stages so far -> kind
+    for stage in recipe.stages:
+        for path, spec in _data_specs(stage.config) if stage.enabled else ():
+            parts = spec.source.split(":")
+            for i, part in enumerate(parts):
+                reads = getattr(datasets.get(part), "reads_stage", None) if part in datasets else None
+                if reads is None:
+                    continue
+                name = reads(":".join(parts[i + 1:]))
+                where = f"{recipe.path}: stages.{stage.name}.{path}.source"
+                if name not in before:
+                    later = any(s.name == name for s in recipe.stages)
+                    raise RecipeError(f"{spec.source!r} reads stage {name!r}, which "
+                                      + ("does not run before this stage" if later else "is not in the recipe"),
+                                      where=where, hint=f"stages before {stage.name!r}: {', '.join(before) or 'none'}")
+                if not getattr(kinds.get(before[name]), "writes_rows", False):
+                    raise RecipeError(f"stage {name!r} (kind {before[name]!r}) writes no rows for a later stage",
+                                      where=where, hint="read a stage whose kind writes rows (distill, rubrics, eval)")
+                break
+        if stage.enabled:
+            before[stage.name] = stage.kind
+
+
 def check_stages(recipe, plugins) -> None:
     """Each stage kind's own ``check(config, recipe, plugins)`` (a classmethod, optional): the
     settings a stage can judge only against the whole recipe (the model, the other stages),
     refused here instead of when the stage starts, after earlier stages have trained."""
+    check_stage_sources(recipe, plugins)
     stages = plugins.registry("stages")
     for stage in recipe.stages:
         check = getattr(stages.get(stage.kind), "check", None) if stage.enabled else None
