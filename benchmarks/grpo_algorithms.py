@@ -22,8 +22,7 @@ from pathlib import Path
 
 from _common import write_result
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "studies"))
-from grpo_teaches import cpu_kind  # noqa: E402  (one way to name the CPU, shared with the studies)
+from reasonlab.machine import cpu_kind
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1

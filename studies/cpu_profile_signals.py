@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RECIPES = HERE.parent / "recipes"
 sys.path.insert(0, str(HERE))
-from grpo_teaches import cpu_kind  # noqa: E402
+from reasonlab.machine import cpu_kind  # noqa: E402
 
 # the reward each source is known for (docs/recipes.md); the others are format/answer rewards
 DISTINCTIVE = {"g_rar": ["rubric_judge"], "pinocchio": ["criteria_judge"], "idea_e": ["tfidf_relevance"],

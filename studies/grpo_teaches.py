@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from reasonlab.machine import cpu_kind  # noqa: F401  (the studies import it from here)
+from reasonlab.machine import cpu_kind
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from branch import branch  # noqa: E402
-from grpo_teaches import cpu_kind  # noqa: E402
+from reasonlab.machine import cpu_kind  # noqa: E402
 
 
 def done(run: Path) -> bool:
