@@ -33,9 +33,27 @@ def load(spec):
                        lora_modules=GEMMA_LORA_MODULES)
 
 
+def load_other_tokenizer(spec):  # the same architecture behind a character-level tokenizer
+    bundle = load(spec)
+
+    class Characters:  # a wrapper: the student's tokenizer object is not touched
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def encode(self, text):
+            return [3 + ord(c) % 200 for c in text]
+
+    bundle.tokenizer = Characters(bundle.tokenizer)
+    return bundle
+
+
 @hookimpl
 def register_models(register):
     register("tiny_teacher", load)
+    register("tiny_other_tokenizer", load_other_tokenizer)
 '''
 
 STAGE = '''
@@ -87,3 +105,26 @@ def test_a_teacher_with_another_tokenizer_is_refused(tmp_path):
 
     assert same_tokenizer(build_tokenizer(), build_tokenizer())
     assert not same_tokenizer(build_tokenizer(), Other())
+
+
+@pytest.mark.slow
+def test_a_teacher_with_another_tokenizer_stops_the_run_with_the_key(tmp_path):
+    """End to end: the stage refuses the teacher before its first step (exit 2, key path,
+    no traceback), and the run stays resumable with another teacher."""
+    import json
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "teacher.py").write_text(textwrap.dedent(TEACHER))
+    recipe = tmp_path / "opd.toml"
+    recipe.write_text(tiny_recipe("opd", STAGE.format(teacher="tiny_other_tokenizer"), seed=3))
+    runs = tmp_path / "runs"
+    result = reasonlab("--plugins-dir", plugins, "run", recipe, "--no-progress", "--runs-dir", runs,
+                       env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "stages.distill.teacher" in result.stderr and "does not share the student's tokenizer" in result.stderr
+    assert "Traceback" not in result.stderr
+    run = run_dir_of(runs, "opd")
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "failed" and state["resumable"] is True
+    assert not [r for r in read_metrics(run) if "train/actor/loss" in r]  # not one step trained
