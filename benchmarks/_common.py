@@ -18,6 +18,18 @@ def best_of(fn, repeat: int = 5) -> float:
     return min(times)
 
 
+def dot_peak(dtype, n: int = 2048, repeat: int = 5) -> float:
+    """Best FLOP/s of a jitted n x n ``jnp.dot`` in ``dtype`` (a jnp dtype or its name)."""
+    import jax
+    import jax.numpy as jnp
+
+    dtype = getattr(jnp, dtype) if isinstance(dtype, str) else dtype
+    a, b = jnp.ones((n, n), dtype), jnp.ones((n, n), dtype)
+    dot = jax.jit(jnp.dot)
+    dot(a, b).block_until_ready()
+    return 2 * n ** 3 / best_of(lambda: dot(a, b).block_until_ready(), repeat)
+
+
 def write_result(name: str, result: dict) -> Path:
     out = Path(__file__).parent / "results" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)

@@ -13,10 +13,9 @@ figure from another benchmark) is compared with the decode bound.
 """
 
 import argparse
-import time
 
 import numpy as np
-from _common import write_result
+from _common import best_of, dot_peak, write_result
 
 # Gemma-3-270M (tunix ModelConfig.gemma3_270m): vocabulary, width, layers, MLP width, heads
 VOCAB, EMBED, LAYERS, HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 262_144, 640, 18, 2048, 4, 1, 256
@@ -30,46 +29,26 @@ def parameters() -> tuple[int, int]:
 
 
 def triad_numpy(n: int, repeat: int = 5) -> float:
-    """Bytes per second of a = b + s·c (float32; 3 arrays of n moved per pass, as STREAM counts)."""
+    """Bytes per second of a = b + s·c in float32, counting what numpy really moves: it makes two
+    passes (c read, a written; then a and b read, a written), five arrays of n."""
     a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, np.float32)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
+
+    def triad():
         np.multiply(c, 3.0, out=a)
-        np.add(a, b, out=a)  # numpy makes two passes: a is written, read and written again
-        best = min(best, time.perf_counter() - start)
-    return 5 * 4 * n / best  # c read, a written; a and b read, a written
+        np.add(a, b, out=a)
+
+    return 5 * 4 * n / best_of(triad, repeat)
 
 
 def triad_jax(n: int, repeat: int = 5) -> float:
+    """The same in one fused XLA pass: two arrays read, one written."""
     import jax
     import jax.numpy as jnp
 
     b, c = jnp.ones(n, jnp.float32), jnp.ones(n, jnp.float32)
-    triad = jax.jit(lambda b, c: b + 3.0 * c)  # one fused pass: two reads, one write
+    triad = jax.jit(lambda b, c: b + 3.0 * c)
     triad(b, c).block_until_ready()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        triad(b, c).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 3 * 4 * n / best
-
-
-def dot_peak(dtype_name: str, n: int = 2048, repeat: int = 5) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    dtype = getattr(jnp, dtype_name)
-    a, b = jnp.ones((n, n), dtype), jnp.ones((n, n), dtype)
-    dot = jax.jit(jnp.dot)
-    dot(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        dot(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best
+    return 3 * 4 * n / best_of(lambda: triad(b, c).block_until_ready(), repeat)
 
 
 def main() -> None:

@@ -9,23 +9,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-from _common import write_result
+from _common import dot_peak, write_result
 
 
-def peak(dtype, n=2048, repeat=5):
-    a = jnp.ones((n, n), dtype)
-    b = jnp.ones((n, n), dtype)
-    dot = jax.jit(jnp.dot)
-    dot(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        dot(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best
-
-
-results = {"bf16_flops": peak(jnp.bfloat16), "f32_flops": peak(jnp.float32)}
+results = {"bf16_flops": dot_peak(jnp.bfloat16), "f32_flops": dot_peak(jnp.float32)}
 for key, value in results.items():
     print(f"{key:12s} {value / 1e9:8.1f} GFLOP/s")
 

@@ -139,10 +139,27 @@ def tokenize_pairs(pairs, tokenizer, max_prompt: int, max_completion: int):
     return apply_length_budget(encoded, lengths, (max_prompt, max_completion))
 
 
+def padded_batch(cfg, triples):
+    """Tunix's DPO input from (prompt, chosen, rejected) token lists: prompts left-padded,
+    completions right-padded, always the full budget (one compiled shape)."""
+    import numpy as np
+    from tunix.sft.dpo.dpo_trainer import TrainingInput
+
+    shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
+    arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
+              for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
+    for row, (prompt, chosen, rejected) in enumerate(triples):
+        arrays["prompt_ids"][row, -len(prompt):] = prompt
+        arrays["prompt_mask"][row, -len(prompt):] = 1
+        for name, ids in (("chosen", chosen), ("rejected", rejected)):
+            arrays[f"{name}_ids"][row, : len(ids)] = ids
+            arrays[f"{name}_mask"][row, : len(ids)] = 1
+    return TrainingInput(**arrays)
+
+
 def batches(encoded, cfg, seed: int, should_stop, on_batch=lambda step, rows: None):
     """Left-padded prompts, right-padded completions, fixed shapes (one compile)."""
     import numpy as np
-    from tunix.sft.dpo.dpo_trainer import TrainingInput
 
     rng = np.random.default_rng(seed)
     order: list[int] = []
@@ -153,24 +170,13 @@ def batches(encoded, cfg, seed: int, should_stop, on_batch=lambda step, rows: No
             order += rng.permutation(len(encoded)).tolist()
         chosen_rows, order = order[: cfg.batch_size], order[cfg.batch_size:]
         on_batch(step, [encoded[i] for i in chosen_rows])
-        shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
-        arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
-                  for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
-        for row, index in enumerate(chosen_rows):
-            prompt, chosen, rejected = encoded[index]
-            arrays["prompt_ids"][row, -len(prompt):] = prompt
-            arrays["prompt_mask"][row, -len(prompt):] = 1
-            for name, ids in (("chosen", chosen), ("rejected", rejected)):
-                arrays[f"{name}_ids"][row, : len(ids)] = ids
-                arrays[f"{name}_mask"][row, : len(ids)] = 1
-        yield TrainingInput(**arrays)
+        yield padded_batch(cfg, [encoded[i] for i in chosen_rows])
 
 
 def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop, on_batch=lambda step, rows: None):
     """Batches of single completions, the desirable rows first; the "rejected" slot of row i
     holds row i+1's completion (for row i's prompt): the mismatched pairs of KTO's KL estimate."""
     import numpy as np
-    from tunix.sft.dpo.dpo_trainer import TrainingInput
 
     rng = np.random.default_rng(seed)
     pools = [[i for i, e in enumerate(encoded) if e[2]], [i for i, e in enumerate(encoded) if not e[2]]]
@@ -185,19 +191,10 @@ def unpaired_batches(encoded, cfg, n_desirable: int, seed: int, should_stop, on_
                 queue += rng.permutation(pool).tolist()
             picked += queue[:count]
             del queue[:count]
-        on_batch(step, [encoded[i] for i in picked])
-        shape_p, shape_c = (cfg.batch_size, cfg.max_prompt_tokens), (cfg.batch_size, cfg.max_completion_tokens)
-        arrays = {k: np.zeros(shape_p if k.startswith("prompt") else shape_c, np.int32)
-                  for k in ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask")}
-        for row, index in enumerate(picked):
-            prompt, completion, _ = encoded[index]
-            other = encoded[picked[(row + 1) % len(picked)]][1]
-            arrays["prompt_ids"][row, -len(prompt):] = prompt
-            arrays["prompt_mask"][row, -len(prompt):] = 1
-            for name, ids in (("chosen", completion), ("rejected", other)):
-                arrays[f"{name}_ids"][row, : len(ids)] = ids
-                arrays[f"{name}_mask"][row, : len(ids)] = 1
-        yield TrainingInput(**arrays)
+        rows = [encoded[i] for i in picked]
+        on_batch(step, rows)
+        yield padded_batch(cfg, [(prompt, completion, rows[(row + 1) % len(rows)][1])
+                                 for row, (prompt, completion, _) in enumerate(rows)])
 
 
 def sequence_logps(model, example):

@@ -62,6 +62,17 @@ class PairedComparison:
         return self.p_value < 0.05
 
 
+def bootstrap_interval(diff, resamples: int = 10_000, seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of per-item differences (items resampled)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def paired_bootstrap(a: list[float], b: list[float], resamples: int = 10_000, seed: int = 0,
                      confidence: float = 0.95) -> PairedComparison:
     """Compare two 0/1 score lists over the same items (same order)."""
@@ -71,10 +82,7 @@ def paired_bootstrap(a: list[float], b: list[float], resamples: int = 10_000, se
         raise ValueError(f"paired scores need the same non-zero length, got {len(a)} and {len(b)}")
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = y - x
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
+    low, high = bootstrap_interval(diff, resamples, seed, confidence)
     gained, lost = int(((x < 0.5) & (y >= 0.5)).sum()), int(((x >= 0.5) & (y < 0.5)).sum())
     return PairedComparison(n=len(diff), accuracy_a=float(x.mean()), accuracy_b=float(y.mean()),
                             difference=float(diff.mean()), interval=(float(low), float(high)),
@@ -108,10 +116,7 @@ def paired_rates(a: list[float], b: list[float], resamples: int = 10_000, seed: 
         raise ValueError(f"paired rates need the same non-zero length, got {len(a)} and {len(b)}")
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = y - x
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
+    low, high = bootstrap_interval(diff, resamples, seed, confidence)
     if np.all(diff == 0):
         p = 1.0
     else:
