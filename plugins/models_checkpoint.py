@@ -162,8 +162,33 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
     if tokenizer.pad_id() != 0:
         raise ModelError(f"tokenizer pad id is {tokenizer.pad_id()}, reasonlab needs 0", where=str(directory / "tokenizer.model"))
     return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=STOP_IDS, source_dir=directory,
-                       chat_template=GEMMA_CHAT if preset.name.endswith("-it") else None,
-                       lora_modules=GEMMA_LORA_MODULES)
+                       chat_template=chat_template_of(directory, preset), lora_modules=GEMMA_LORA_MODULES)
+
+
+def chat_template_of(directory: Path, preset: Preset):
+    """The template the checkpoint ships (``tokenizer_config.json``'s ``chat_template``, the
+    way it was instruction-tuned), else Gemma's turns for an -it preset; base models: none."""
+    from reasonlab.chat import ChatTemplate
+
+    if not preset.name.endswith("-it"):
+        return None
+    config = directory / "tokenizer_config.json"
+    settings = json.loads(config.read_text()) if config.exists() else {}
+    source = settings.get("chat_template")
+    if isinstance(source, list):  # several named templates: the default one
+        source = next((t["template"] for t in source if t.get("name") == "default"), None)
+    if not source:
+        return ChatTemplate.turns(GEMMA_CHAT)
+    try:
+        return ChatTemplate.jinja(source, bos_token=_token(settings.get("bos_token")),
+                                  eos_token=_token(settings.get("eos_token")))
+    except Exception as exc:  # jinja2.TemplateSyntaxError: say where, before anything trains
+        raise ModelError(f"the checkpoint's chat template does not parse: {exc}", where=str(config),
+                         hint="fix tokenizer_config.json's chat_template, or remove it to use Gemma's turns") from exc
+
+
+def _token(value) -> str:
+    return value.get("content", "") if isinstance(value, dict) else (value or "")
 
 
 def loader(preset: Preset):

@@ -116,19 +116,22 @@ def require_rows(rows: list, n: int, spec: DataSpec, why: str = "") -> list:
     return rows
 
 
-def render_prompt(row: dict, spec: DataSpec, chat_template: str | None = None) -> str:
-    """The row's prompt: ``template`` filled in, after ``system_prompt``, inside the model's
-    ``chat_template`` turns when it has one (``spec.chat = False`` keeps plain text)."""
+def render_prompt(row: dict, spec: DataSpec, chat_template=None) -> str:
+    """The row's prompt: ``template`` filled in, inside the model's chat template when it has
+    one (``spec.chat = False`` keeps plain text), with ``system_prompt`` where the template puts
+    it (plain text: before the question). ``chat_template`` is a ``reasonlab.chat.ChatTemplate``
+    or a format string with ``{user}``."""
+    from reasonlab.chat import ChatTemplate
+
     template = spec.template or DEFAULT_TEMPLATE
     text = template.format(question=row[spec.question_field])
-    if spec.system_prompt:
-        text = f"{spec.system_prompt}\n\n{text}"
     if spec.chat is True and not chat_template:
         raise DataError("data.chat = true, but this model has no chat template", where="data.chat",
                         hint="an instruction-tuned (-it) preset has one; leave chat out for a base model")
     if chat_template and spec.chat is not False:
-        text = chat_template.format(user=text)
-    return text
+        chat = chat_template if isinstance(chat_template, ChatTemplate) else ChatTemplate.turns(chat_template)
+        return chat.render(text, spec.system_prompt)
+    return f"{spec.system_prompt}\n\n{text}" if spec.system_prompt else text
 
 
 def render_target(row: dict, spec: DataSpec) -> str:

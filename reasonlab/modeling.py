@@ -29,7 +29,7 @@ class ModelBundle:
     source_dir: Path | None = None  # HF-format safetensors the weights came from (for export)
     # an instruction-tuned model's turns around a user message, "...{user}...": prompts are
     # wrapped in it unless the data says ``chat = false`` (base models have none)
-    chat_template: str | None = None
+    chat_template: Any = None  # reasonlab.chat.ChatTemplate (or a format string with {user}); None: plain prompts
     # which modules LoRA wraps by default (a qwix module-path regex): the preset knows its architecture
     lora_modules: str | None = None
 

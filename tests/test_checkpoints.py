@@ -84,7 +84,7 @@ def test_gemma3_preset_loads_a_checkpoint_folder(tmp_path):
     ids = [bundle.tokenizer.bos_id(), *bundle.tokenizer.encode("Ana has 3 apples.")]
     assert logits(bundle.model, ids).shape[-1] == tensors["model.embed_tokens.weight"].shape[0]
     assert bundle.tokenizer.pad_id() == 0 and bundle.source_dir == tmp_path / "ckpt"
-    assert bundle.chat_template.startswith("<start_of_turn>user\n")  # an -it preset brings its chat turns
+    assert bundle.chat_template.source.startswith("<start_of_turn>user\n")  # an -it preset brings its chat turns
 
 
 def test_missing_weights_stop_the_run_with_what_was_tried(tmp_path):
