@@ -206,7 +206,18 @@ class StageContext:
         self.log(counts | ({kept_as: len(budget.kept)} if kept_as else {}), 0)
         if not budget.kept:
             raise DataError(nothing_left.format(rows=len(rows)), where=f"stages.{self.name}", hint=hint)
+        self._warn_unseen(spec, len(budget.kept))
         return rows, budget
+
+    def _warn_unseen(self, spec: DataSpec, kept: int) -> None:
+        """Rows in order (a curriculum) beyond what the steps draw are never trained on: say so."""
+        used = getattr(self.config, "steps", 0) * getattr(self.config, "batch_size", 0)
+        if spec.order != "as_is" or not used or kept <= used:
+            return
+        self.log({"data/unseen_rows": kept - used}, 0)
+        self.progress.print(f"[yellow]stage {self.name!r}: its {kept} rows are used in order and "
+                            f"steps × batch_size = {used}: the last {kept - used} (a curriculum's hardest) "
+                            "are never trained on — raise steps or shorten the data")
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Score the model as it is now with the stage's ``eval_data`` (``eval_every``), log the

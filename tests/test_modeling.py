@@ -96,3 +96,23 @@ def test_last_token_prefill_gives_the_same_logits_and_samples():
     ours = greedy(bundle.base, True)
     bundle.base.__class__ = gemma3_model.Gemma3  # Tunix's own class: full-sequence prefill
     assert [t.tolist() for t in greedy(bundle.base, False)] == [t.tolist() for t in ours]
+
+
+def test_rows_in_order_beyond_the_steps_are_reported(tmp_path):
+    """A curriculum (order = "as_is") longer than steps x batch_size: its last rows are never
+    trained on, and the stage says so (a warning and data/unseen_rows), instead of nothing."""
+    from reasonlab.data import Budgeted
+
+    class Printed(list):
+        def print(self, text):
+            self.append(text)
+
+    for order, unseen in (("as_is", 10), ("shuffle", None)):
+        config = SFTConfig(data={"source": "arithmetic", "order": order, "options": {"n": 16}}, steps=3, batch_size=2)
+        logged, printed = [], Printed()
+        ctx = make_ctx(tmp_path, load_tiny(ModelSpec(preset="tiny")), config, logged)
+        ctx.progress = printed
+        ctx.training_data(config.data, ["question"], lambda rows: Budgeted(rows, 0), nothing_left="none", hint="")
+        found = [m["data/unseen_rows"] for _, m in logged if "data/unseen_rows" in m]
+        assert found == ([unseen] if unseen else [])
+        assert bool(printed) == bool(unseen) and (not printed or "the last 10" in printed[0])
