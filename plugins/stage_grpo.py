@@ -9,7 +9,7 @@ side) and ``epsilon_high`` (its upper side: DAPO's clip-higher), ``loss_aggregat
 ``max_resample_batches``, ``overlong_buffer`` / ``overlong_penalty`` (DAPO's soft length
 penalty, in tokens), ``mask_truncated``, ``rollout_log_every`` (rollout samples with their
 reward breakdown every N steps: ``RolloutLog``), ``temperature``/``top_k``/``top_p`` (rollout
-sampler), ``rewards`` (a weighted list of reward plugins, run concurrently by
+sampler; ``top_k = 0`` with ``top_p = 1.0`` samples the whole vocabulary unsorted), ``rewards`` (a weighted list of reward plugins, run concurrently by
 ``reasonlab.rewards.CompositeReward``), ``reward_failures`` ("stop": a reward failing on
 a whole step, or on more than ``reward_max_failure_rate`` of the completions over
 ``reward_failure_window`` steps, stops the run; "fallback": failed scores become
@@ -84,7 +84,9 @@ class GRPOConfig(TrainingStageConfig):
     overlong_penalty: float = Field(1.0, ge=0.0)
     mask_truncated: bool = False
     temperature: PositiveFloat = 0.7
-    top_k: PositiveInt | None = 50
+    # 0 = no cut. Tunix samples any cut over the *sorted* logits, so two near-tied tokens swapping
+    # places (rounding) can change the draw; no cut with top_p 1.0 samples the logits as they are.
+    top_k: NonNegativeInt | None = 50
     top_p: float | None = Field(0.9, gt=0.0, le=1.0)
     max_grad_norm: PositiveFloat | None = 0.1
     weight_decay: float = Field(0.1, ge=0.0, allow_inf_nan=False)  # Tunix's GRPO example's AdamW
@@ -281,7 +283,7 @@ class GRPOStage:
             max_prompt_length=cfg.max_prompt_tokens,
             kv_cache_size=cfg.max_prompt_tokens + cfg.max_completion_tokens + 8,
             temperature=cfg.temperature,
-            top_k=cfg.top_k,
+            top_k=cfg.top_k or None,
             top_p=cfg.top_p,
             eos_tokens=bundle.stop_ids or None,
             seed=ctx.seed,  # an int: a fresh key per call (a key array is donated after one use)
