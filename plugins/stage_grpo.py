@@ -9,7 +9,8 @@ side) and ``epsilon_high`` (its upper side: DAPO's clip-higher), ``loss_aggregat
 ``max_resample_batches``, ``overlong_buffer`` / ``overlong_penalty`` (DAPO's soft length
 penalty, in tokens), ``mask_truncated``, ``rollout_log_every`` (rollout samples with their
 reward breakdown every N steps: ``RolloutLog``), ``temperature``/``top_k``/``top_p`` (rollout
-sampler; ``top_k = 0`` with ``top_p = 1.0`` samples the whole vocabulary unsorted), ``rewards`` (a weighted list of reward plugins, run concurrently by
+sampler; ``top_k = 0`` with ``top_p = 1.0`` samples the whole vocabulary unsorted),
+``rewards`` (a weighted list of reward plugins, run concurrently by
 ``reasonlab.rewards.CompositeReward``), ``reward_failures`` ("stop": a reward failing on
 a whole step, or on more than ``reward_max_failure_rate`` of the completions over
 ``reward_failure_window`` steps, stops the run; "fallback": failed scores become
