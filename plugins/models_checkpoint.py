@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,9 +199,76 @@ def loader(preset: Preset):
     return load
 
 
+def unfuse_gemma_attention(target: str, params: dict):
+    """The loader's ``tmp.layers.N.attn.{q,k,v}`` (embed, heads, head_dim), from the model's
+    fused ``qkv_einsum`` / ``q_einsum`` + ``kv_einsum`` (heads, embed, head_dim)."""
+    layer, slot = re.fullmatch(r"tmp\.layers\.(\d+)\.attn\.([qkv])", target).groups()
+    prefix = f"layers.{layer}.attn."
+    if prefix + "qkv_einsum.w" in params:
+        heads = params[prefix + "qkv_einsum.w"]["qkv".index(slot)]
+    elif slot == "q":
+        heads = params[prefix + "q_einsum.w"]
+    else:
+        heads = params[prefix + "kv_einsum.w"]["kv".index(slot)]
+    return heads.transpose(1, 0, 2)
+
+
+def gemma_family(model) -> tuple[str, object]:
+    """("gemma3" | "gemma2", Tunix's safetensors module of that family) for a loaded model."""
+    from tunix.models.gemma import model as gemma_model
+    from tunix.models.gemma import params_safetensors as gemma2_safetensors
+    from tunix.models.gemma3 import model as gemma3_model
+    from tunix.models.gemma3 import params_safetensors as gemma3_safetensors
+
+    if isinstance(model, gemma3_model.Gemma3):
+        return "gemma3", gemma3_safetensors
+    if isinstance(model, gemma_model.Gemma):
+        return "gemma2", gemma2_safetensors
+    raise ModelError(f"not a Gemma model: {type(model).__name__}")
+
+
+def export_gemma(bundle, out: Path, lora, format: str = "hf", quant: str | None = None) -> None:
+    """Write a Gemma 2/3 model (LoRA merged, or fully fine-tuned) as HF safetensors + config +
+    tokenizer, or (``format = "gguf"``) as one GGUF file for llama.cpp / Ollama."""
+    from reasonlab.private_api import hf_key_mapping
+    from reasonlab_plugins import _hf_export
+
+    if bundle.source_dir is None:
+        raise ModelError(f"model preset {bundle.preset!r} was not loaded from safetensors, so there is no "
+                         "checkpoint layout to write back to")
+    backbone = bundle.base if bundle.lora else bundle.model
+    family, safetensors_module = gemma_family(backbone)
+    params = _hf_export.merged_params(bundle.model, lora.alpha / lora.rank if lora else None)
+    tensors = _hf_export.hf_tensors(params, bundle.source_dir, hf_key_mapping(safetensors_module, backbone.config),
+                                    unfuse_gemma_attention)
+    if format == "gguf":
+        from reasonlab_plugins import _gguf
+
+        if family != "gemma3":
+            raise ModelError(f"GGUF export writes Gemma 3 so far, not {family}",
+                             hint="export --format hf, then llama.cpp's convert_hf_to_gguf.py")
+        _gguf.write_gemma3(out, tensors, backbone.config, bundle.tokenizer, bundle.chat_template, quant or "f16",
+                           bundle.source_dir, name=bundle.preset)
+        return
+    if quant:
+        raise ModelError(f"--quant {quant} applies to GGUF export only", hint="add --format gguf")
+    _hf_export.write_checkpoint(out, tensors, bundle.source_dir, hf_config(backbone.config, family))
+
+
+def hf_config(config, family: str) -> dict:
+    """A transformers config.json for a model whose source folder has none (the embedded GGUF)."""
+    common = {"num_hidden_layers": config.num_layers, "vocab_size": config.num_embed, "hidden_size": config.embed_dim,
+              "intermediate_size": config.hidden_dim, "num_attention_heads": config.num_heads,
+              "head_dim": config.head_dim, "num_key_value_heads": config.num_kv_heads,
+              "sliding_window": config.sliding_window_size, "pad_token_id": 0, "bos_token_id": 2,
+              "eos_token_id": STOP_IDS, "torch_dtype": "float32"}
+    if family == "gemma2":
+        return {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", **common}
+    return {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", **common,
+            "rope_theta": config.global_base_frequency, "rope_local_base_freq": config.local_base_frequency}
+
+
 @hookimpl
 def register_models(register):
-    from reasonlab_plugins.models_gemma import export_gemma3
-
     for preset in PRESETS:
-        register(preset.name, loader(preset), **({"export": export_gemma3} if preset.family == "gemma3" else {}))
+        register(preset.name, loader(preset), export=export_gemma)

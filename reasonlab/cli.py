@@ -174,17 +174,23 @@ def resume(ctx, run_dir, no_progress, time_budget):
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the exported model.")
 @click.option("--stage", help="Export this stage's model (default: the last finished stage).")
+@click.option("--format", "format_", type=click.Choice(["hf", "gguf"]), default="hf", show_default=True,
+              help="hf: safetensors + config + tokenizer (transformers); gguf: one file for llama.cpp / Ollama.")
+@click.option("--quant", type=click.Choice(["f32", "f16", "q8_0"]), help="GGUF weight type (default f16).")
 @click.pass_context
-def export(ctx, run_dir, out, stage):
-    """Write a run's trained model as HF-format safetensors + tokenizer (LoRA merged)."""
+def export(ctx, run_dir, out, stage, format_, quant):
+    """Write a run's trained model (LoRA merged, or fully fine-tuned) as Hugging Face safetensors
+    or as GGUF."""
     from reasonlab.runs import load_run_model
 
+    if quant and format_ != "gguf":
+        raise click.UsageError("--quant applies to --format gguf")
     plugins = plugins_of(ctx)
     recipe, bundle, stage = load_run_model(Path(run_dir), plugins, stage)
     exporter = plugins.registry("models").info(recipe.model.preset).get("export")
     if exporter is None:
         raise ReasonlabError(f"model preset {recipe.model.preset!r} has no exporter")
-    exporter(bundle, Path(out), recipe.model.lora)
+    exporter(bundle, Path(out), recipe.model.lora or None, format=format_, quant=quant)
     click.echo(f"exported stage {stage!r} of {run_dir} to {out}")
 
 

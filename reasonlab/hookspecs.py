@@ -60,7 +60,13 @@ def register_datasets(register):
 
 @hookspec
 def register_models(register):
-    """Register model presets: ``register(name, load)``; ``load(spec) -> ModelBundle``."""
+    """Register model presets: ``register(name, load, export=None)``.
+
+    ``load(spec) -> ModelBundle`` (or ``load(spec, context)``, with ``reasonlab.modeling.ModelContext``).
+    ``export(bundle, out, lora, format="hf", quant=None)`` writes a trained bundle for
+    ``reasonlab export``: ``lora`` is the recipe's ``LoraSpec`` (None for a full fine-tune),
+    ``format`` is ``"hf"`` or ``"gguf"``; raise ``ModelError`` for a format it cannot write.
+    """
 
 
 @hookspec

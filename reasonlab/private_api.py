@@ -47,6 +47,10 @@ USES = [
                "RLClusterBase.drop_anchor_snapshot: no second copy of the weights", instance=True),
     PrivateUse("tunix.rl.grpo.grpo_learner:GRPOLearner", "_generate_and_compute_advantage",
                "GRPOLearnerBase.prepare_batch: masking and dynamic sampling see each rolled-out batch"),
+    PrivateUse("tunix.models.gemma3.params_safetensors", "_get_key_and_transform_mapping",
+               "hf_key_mapping: export writes Gemma 3 weights back under the names and layouts Tunix loads"),
+    PrivateUse("tunix.models.gemma.params_safetensors", "_get_key_and_transform_mapping",
+               "hf_key_mapping: export writes Gemma 2 weights back under the names and layouts Tunix loads"),
     PrivateUse("tunix.models.gemma3.model:Gemma3", "__call__",
                "reclass: the class of Tunix's Gemma3 instance is swapped for a last-position prefill"),
 ]
@@ -110,6 +114,13 @@ def write_held_back_metrics(trainer) -> None:
 def log_more_aux_metrics(trainer, aggregations: dict) -> None:
     """Make a DPO trainer log more of its loss's aux values (name -> aggregation over micro-batches)."""
     trainer._aux_metrics_to_log.update(aggregations)
+
+
+def hf_key_mapping(params_safetensors_module, config) -> dict:
+    """The Hugging Face name -> (nnx path, (permute, reshape)) table a Tunix family's safetensors
+    loader applies (``params_safetensors_module``: e.g. ``tunix.models.gemma3.params_safetensors``),
+    so an exporter inverts exactly what the loader does."""
+    return params_safetensors_module._get_key_and_transform_mapping(config)
 
 
 def reclass(instance, cls):
