@@ -49,21 +49,22 @@ GEMMA_CHAT = "<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n"
 GEMMA_LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"
 
 
-def is_checkpoint(path: Path) -> bool:
-    return path.is_dir() and any(path.glob("*.safetensors")) and (path / "tokenizer.model").exists()
+def is_checkpoint(path: Path, tokenizer_file: str = "tokenizer.model") -> bool:
+    return path.is_dir() and any(path.glob("*.safetensors")) and (path / tokenizer_file).exists()
 
 
-def locate(preset: Preset, spec) -> Path:
+def locate(preset: Preset, spec, tokenizer_file: str = "tokenizer.model") -> Path:
+    """The checkpoint folder of ``preset``: ``model.path``, ``$REASONLAB_MODELS/<preset>``, the Hub, Kaggle."""
     tried = []
     if spec.path:
         path = Path(spec.path).expanduser()
-        if is_checkpoint(path):
+        if is_checkpoint(path, tokenizer_file):
             return path
-        tried.append(f"model.path = {str(path)!r}: no *.safetensors + tokenizer.model there")
+        tried.append(f"model.path = {str(path)!r}: no *.safetensors + {tokenizer_file} there")
     root = os.environ.get("REASONLAB_MODELS")
     if root:
         path = Path(root) / preset.name
-        if is_checkpoint(path):
+        if is_checkpoint(path, tokenizer_file):
             return path
         tried.append(f"$REASONLAB_MODELS/{preset.name}: not a checkpoint folder")
     else:
@@ -71,14 +72,14 @@ def locate(preset: Preset, spec) -> Path:
     for source, fetch in (("Hugging Face Hub", _from_hf), ("Kaggle", _from_kaggle)):
         try:
             path = fetch(preset)
-            if is_checkpoint(path):
+            if is_checkpoint(path, tokenizer_file):
                 return path
-            tried.append(f"{source}: download lacks *.safetensors or tokenizer.model")
+            tried.append(f"{source}: download lacks *.safetensors or {tokenizer_file}")
         except Exception as exc:  # offline, gated, no credentials: say so and go on
             tried.append(f"{source}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     raise ModelError(
         f"no weights for model preset {preset.name!r}; tried:\n    " + "\n    ".join(tried),
-        hint=(f"download {preset.hf_repo} (safetensors + tokenizer.model) and set model.path, "
+        hint=(f"download {preset.hf_repo} (safetensors + {tokenizer_file}) and set model.path, "
               f"or run a profile on the embedded model: --profile cpu"),
     )
 
@@ -167,25 +168,32 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
 
 
 def chat_template_of(directory: Path, preset: Preset):
-    """The template the checkpoint ships (``tokenizer_config.json``'s ``chat_template``, the
-    way it was instruction-tuned), else Gemma's turns for an -it preset; base models: none."""
+    """The template the checkpoint ships (the way it was instruction-tuned), else Gemma's turns
+    for an -it preset; base models: none."""
     from reasonlab.chat import ChatTemplate
 
     if not preset.name.endswith("-it"):
         return None
+    return checkpoint_chat_template(directory) or ChatTemplate.turns(GEMMA_CHAT)
+
+
+def checkpoint_chat_template(directory: Path):
+    """``tokenizer_config.json``'s ``chat_template`` (the default one of several), or None."""
+    from reasonlab.chat import ChatTemplate
+
     config = directory / "tokenizer_config.json"
     settings = json.loads(config.read_text()) if config.exists() else {}
     source = settings.get("chat_template")
     if isinstance(source, list):  # several named templates: the default one
         source = next((t["template"] for t in source if t.get("name") == "default"), None)
     if not source:
-        return ChatTemplate.turns(GEMMA_CHAT)
+        return None
     try:
         return ChatTemplate.jinja(source, bos_token=_token(settings.get("bos_token")),
                                   eos_token=_token(settings.get("eos_token")))
     except Exception as exc:  # jinja2.TemplateSyntaxError: say where, before anything trains
         raise ModelError(f"the checkpoint's chat template does not parse: {exc}", where=str(config),
-                         hint="fix tokenizer_config.json's chat_template, or remove it to use Gemma's turns") from exc
+                         hint="fix tokenizer_config.json's chat_template, or remove it") from exc
 
 
 def _token(value) -> str:

@@ -35,6 +35,7 @@ from reasonlab import hookimpl, private_api
 from reasonlab.data import apply_length_budget, render_prompt, render_target, require_columns
 from reasonlab.errors import RecipeError
 from reasonlab.files import drop_rows_after
+from reasonlab.modeling import with_bos
 from reasonlab.rewards import CompositeReward
 from reasonlab.schema import PluginRef, RewardSpec
 from reasonlab.stage import StageResult, TrainingStageConfig
@@ -112,7 +113,7 @@ def build_examples(ctx, cfg, rows, prompts):
 
 
 def tokenize_examples(examples, tokenizer, max_prompt: int, max_completion: int):
-    encoded = [([tokenizer.bos_id(), *tokenizer.encode(p)], [*tokenizer.encode(c), tokenizer.eos_id()], label)
+    encoded = [(with_bos(tokenizer, tokenizer.encode(p)), [*tokenizer.encode(c), tokenizer.eos_id()], label)
                for p, c, label in examples]
     return apply_length_budget(encoded, [(len(p), len(c)) for p, c, _ in encoded], (max_prompt, max_completion))
 
@@ -133,7 +134,7 @@ def desirable_rows(cfg, encoded) -> int:
 
 
 def tokenize_pairs(pairs, tokenizer, max_prompt: int, max_completion: int):
-    encoded = [([tokenizer.bos_id(), *tokenizer.encode(p)], [*tokenizer.encode(c), tokenizer.eos_id()],
+    encoded = [(with_bos(tokenizer, tokenizer.encode(p)), [*tokenizer.encode(c), tokenizer.eos_id()],
                 [*tokenizer.encode(r), tokenizer.eos_id()]) for p, c, r in pairs]
     lengths = [(len(p), max(len(c), len(r))) for p, c, r in encoded]
     return apply_length_budget(encoded, lengths, (max_prompt, max_completion))

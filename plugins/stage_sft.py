@@ -14,6 +14,7 @@ from typing import Annotated
 from reasonlab import hookimpl
 from reasonlab.data import apply_length_budget, render_prompt, render_target
 from reasonlab.errors import DataError
+from reasonlab.modeling import with_bos
 from reasonlab.schema import PluginRef
 from reasonlab.stage import StageResult, TrainingStageConfig
 
@@ -46,7 +47,7 @@ def with_options(loss_fn, options: dict, where: str):
 def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: int, chat_template: str | None = None):
     """(prompt ids with bos, completion ids with eos) per row, over-long rows dropped."""
     pairs = [
-        ([tokenizer.bos_id(), *tokenizer.encode(render_prompt(r, spec, chat_template))],
+        (with_bos(tokenizer, tokenizer.encode(render_prompt(r, spec, chat_template))),
          [*tokenizer.encode(render_target(r, spec)), tokenizer.eos_id()])
         for r in rows
     ]
@@ -54,8 +55,9 @@ def tokenize_examples(rows, spec, tokenizer, max_prompt: int, max_completion: in
 
 
 def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_stop=lambda: False,
-            shuffle: bool = True, process: tuple[int, int] = (0, 1)):
-    """``steps`` fixed-shape batches over shuffled epochs: tokens (pad 0) and completion mask.
+            shuffle: bool = True, process: tuple[int, int] = (0, 1), pad_id: int = 0):
+    """``steps`` fixed-shape batches over shuffled epochs: tokens (padded with ``pad_id``) and
+    completion mask.
 
     The order depends only on ``seed``, so a resumed trainer that skips the batches it
     already consumed sees exactly the same data. Ends early when ``should_stop()``.
@@ -73,7 +75,7 @@ def batches(pairs, steps: int, batch_size: int, seq_len: int, seed: int, should_
         while len(order) < batch_size:
             order += rng.permutation(len(pairs)).tolist() if shuffle else list(range(len(pairs)))
         chosen, order = order[:batch_size], order[batch_size:]
-        tokens = np.zeros((batch_size, seq_len), np.int32)
+        tokens = np.full((batch_size, seq_len), pad_id, np.int32)
         mask = np.zeros((batch_size, seq_len), np.int32)
         for row, index in enumerate(chosen):
             prompt, completion = pairs[index]
@@ -142,7 +144,8 @@ class SFTStage:
         metrics_before_checkpoints(trainer)
         seq_len = cfg.max_prompt_tokens + cfg.max_completion_tokens
         ctx.train(trainer, batches(budget.kept, cfg.steps, cfg.batch_size, seq_len, ctx.seed, ctx.should_stop,
-                                   shuffle=cfg.data.order == "shuffle", process=(ctx.process_index, ctx.process_count)),
+                                   shuffle=cfg.data.order == "shuffle", process=(ctx.process_index, ctx.process_count),
+                                   pad_id=bundle.tokenizer.pad_id()),
                   cfg.steps)
         metrics = {"dropped_overlength": budget.dropped}
         losses = ctx.history("train/loss")  # across resumes: the first is step 1's, not the restored step's

@@ -43,6 +43,8 @@ def supported(model) -> bool:
     embedder = getattr(model, "embedder", None)
     if embedder is None or not hasattr(embedder, "input_embedding"):
         return False
+    if getattr(model, "lm_head", None) is not None:  # an untied head (Qwen 7B, ...): not the embedding
+        return False
     try:
         return "output_hidden_states" in inspect.signature(model.__call__).parameters
     except (TypeError, ValueError):

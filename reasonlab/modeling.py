@@ -18,7 +18,8 @@ class ModelBundle:
     ``model`` is what trains (LoRA-wrapped when the recipe asks for LoRA); ``base``
     is the frozen backbone under the LoRA, shared as the reference model.
     The tokenizer has ``encode``, ``decode``, ``bos_id``, ``eos_id``, ``pad_id``
-    (Tunix's TokenizerAdapter contract); ``pad_id`` must be 0.
+    (Tunix's TokenizerAdapter contract); ``bos_id()`` may be None (Qwen has no BOS): prompts
+    then start without one (``with_bos``).
     """
 
     model: Any
@@ -47,6 +48,12 @@ class ModelContext:
 
     def load_mesh(self):
         return self.mesh if self.mesh is not None else single_device_mesh()
+
+
+def with_bos(tokenizer, ids: list[int]) -> list[int]:
+    """``ids`` after the tokenizer's BOS, for a family that has one (Qwen's tokenizers have none)."""
+    bos = tokenizer.bos_id()
+    return [bos, *ids] if bos is not None else list(ids)
 
 
 def load_model(plugins, spec, mesh=None) -> "ModelBundle":

@@ -51,6 +51,9 @@ USES = [
                "hf_key_mapping: export writes Gemma 3 weights back under the names and layouts Tunix loads"),
     PrivateUse("tunix.models.gemma.params_safetensors", "_get_key_and_transform_mapping",
                "hf_key_mapping: export writes Gemma 2 weights back under the names and layouts Tunix loads"),
+    *(PrivateUse(f"tunix.models.{family}.params", "_get_key_and_transform_mapping",
+                 f"hf_key_mapping: export writes {family} weights back under the names and layouts Tunix loads")
+      for family in ("qwen2", "qwen3", "llama3")),
     PrivateUse("tunix.models.gemma3.model:Gemma3", "__call__",
                "reclass: the class of Tunix's Gemma3 instance is swapped for a last-position prefill"),
 ]
