@@ -1,84 +1,149 @@
-"""Gemma 3 in GGUF, the llama.cpp / Ollama / LM Studio file format, both ways.
+"""GGUF, the llama.cpp / Ollama / LM Studio file format, both ways, for every family that
+trains here: Gemma 2 and 3 (SentencePiece vocabularies), Qwen2.5, Qwen3 and Llama 3 (byte-level BPE).
 
 Reading (the embedded model's path, ``convert``): dequantise every tensor with the ``gguf``
-package, rename to Hugging Face names, undo llama.cpp's ``1 + w`` norm folding, and rebuild
-a SentencePiece model from the GGUF vocabulary. Writing (``write_gemma3``, for ``reasonlab
-export --format gguf``) is the same in reverse: the names and metadata llama.cpp's own
-``convert_hf_to_gguf.py`` writes for Gemma 3, weights as F32, F16 or Q8_0 (``gguf.quants``),
-norms and 1-D tensors always F32, and the tokenizer with its chat template in the metadata.
+package, rename to Hugging Face names (the package's own ``TensorNameMap``), undo what
+llama.cpp's converter does to the weights (Gemma's ``1 + w`` norms, Llama's rotary
+permutation of q and k), and rebuild the tokenizer: a SentencePiece model for Gemma, a
+``tokenizer.json`` + ``tokenizer_config.json`` + ``config.json`` for the BPE families, so the
+folder loads with the family's preset (``model.path``). Writing (``write``, for ``reasonlab
+export --format gguf``) is the same in reverse, with the names and metadata llama.cpp's
+``convert_hf_to_gguf.py`` writes: weights as F32, F16 or Q8_0 (``gguf.quants``), norms and
+other 1-D tensors always F32, the tokenizer with its chat template in the metadata.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from reasonlab.errors import ModelError
 
-# GGUF tensor names <-> Hugging Face Gemma3 names ("{}": the layer)
-NAMES = [
-    ("token_embd.weight", "model.embed_tokens.weight"),
-    ("output_norm.weight", "model.norm.weight"),
-    ("blk.{}.attn_q.weight", "model.layers.{}.self_attn.q_proj.weight"),
-    ("blk.{}.attn_k.weight", "model.layers.{}.self_attn.k_proj.weight"),
-    ("blk.{}.attn_v.weight", "model.layers.{}.self_attn.v_proj.weight"),
-    ("blk.{}.attn_output.weight", "model.layers.{}.self_attn.o_proj.weight"),
-    ("blk.{}.attn_q_norm.weight", "model.layers.{}.self_attn.q_norm.weight"),
-    ("blk.{}.attn_k_norm.weight", "model.layers.{}.self_attn.k_norm.weight"),
-    ("blk.{}.attn_norm.weight", "model.layers.{}.input_layernorm.weight"),
-    ("blk.{}.post_attention_norm.weight", "model.layers.{}.post_attention_layernorm.weight"),
-    ("blk.{}.ffn_norm.weight", "model.layers.{}.pre_feedforward_layernorm.weight"),
-    ("blk.{}.post_ffw_norm.weight", "model.layers.{}.post_feedforward_layernorm.weight"),
-    ("blk.{}.ffn_gate.weight", "model.layers.{}.mlp.gate_proj.weight"),
-    ("blk.{}.ffn_up.weight", "model.layers.{}.mlp.up_proj.weight"),
-    ("blk.{}.ffn_down.weight", "model.layers.{}.mlp.down_proj.weight"),
-]
+# reasonlab's family -> llama.cpp's architecture name
+ARCHS = {"gemma3": "gemma3", "gemma2": "gemma2", "qwen2": "qwen2", "qwen3": "qwen3", "llama3": "llama"}
+FAMILIES = {arch: family for family, arch in ARCHS.items()}
+GEMMA = ("gemma2", "gemma3")
 QUANTS = ("f32", "f16", "q8_0")
+# every Hugging Face tensor name of these families' text models ("{}": the layer)
+HF_TENSORS = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"] + [
+    f"model.layers.{{}}.{name}" for name in (
+        "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+        "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
+        "self_attn.q_norm.weight", "self_attn.k_norm.weight", "input_layernorm.weight",
+        "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
+        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")]
+# the byte-level BPE pre-tokenizers llama.cpp knows by name, by the split regex of tokenizer.json
+BPE_PRE_TOKENIZERS = {
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+TEXT_PREFIXES = ("model.embed_tokens", "model.norm", "model.layers.", "lm_head")
 
 
-def _rename(name: str, pairs) -> str | None:
-    for source, target in pairs:
-        match = re.fullmatch(re.escape(source).replace(r"\{\}", r"(\d+)"), name)
-        if match:
-            return target.format(*match.groups())
-    return None
+def name_map(arch: str, layers: int) -> dict[str, str]:
+    """Hugging Face name -> GGUF name of every tensor ``arch`` has (from the ``gguf`` package)."""
+    import gguf
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], layers)
+    out = {}
+    for template in HF_TENSORS:
+        for layer in range(layers) if "{}" in template else [None]:
+            hf = template.format(layer)
+            target = names.get_name(hf, try_suffixes=(".weight", ".bias"))
+            if target is not None:
+                out[hf] = target
+    return out
 
 
-def hf_name(gguf_name: str) -> str:
-    name = _rename(gguf_name, NAMES)
-    if name is None:
-        raise ModelError(f"unexpected tensor {gguf_name!r} in a Gemma 3 GGUF")
-    return name
+def llama_permute(weights: np.ndarray, heads: int) -> np.ndarray:
+    """HF's rotate-half q/k rows -> llama.cpp's interleaved pairs (its converter's ``permute``)."""
+    return weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(
+        weights.shape)
 
 
-def gguf_name(hf: str) -> str | None:
-    """The GGUF name of a Hugging Face Gemma 3 tensor (None: not part of the text model)."""
-    return _rename(hf, [(b, a) for a, b in NAMES])
+def llama_unpermute(weights: np.ndarray, heads: int) -> np.ndarray:
+    return weights.reshape(heads, weights.shape[0] // heads // 2, 2, *weights.shape[1:]).swapaxes(1, 2).reshape(
+        weights.shape)
 
 
 def convert(gguf_path: Path, out: Path) -> None:
-    """GGUF -> model.safetensors (float32, HF names) + tokenizer.model."""
+    """GGUF -> model.safetensors (float32, HF names) + the tokenizer (tokenizer.model for Gemma;
+    tokenizer.json, tokenizer_config.json and config.json for the BPE families)."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
     from safetensors.numpy import save_file
 
     reader = GGUFReader(str(gguf_path))
+    arch = _text(reader, "general.architecture")
+    family = FAMILIES.get(arch)
+    if family is None:
+        raise ModelError(f"a GGUF of architecture {arch!r} is not one reasonlab reads", where=str(gguf_path),
+                         hint=f"one of: {', '.join(FAMILIES)}")
+    hparams = gguf_hparams(reader, arch)
+    to_hf = {target: hf for hf, target in name_map(arch, hparams["num_hidden_layers"]).items()}
     tensors = {}
     for tensor in reader.tensors:
-        name = hf_name(tensor.name)
+        if tensor.name == "rope_freqs.weight":
+            continue  # Llama 3's rope scaling factors: Tunix 0.1.7's Llama applies none
+        name = to_hf.get(tensor.name)
+        if name is None:
+            raise ModelError(f"unexpected tensor {tensor.name!r} in a {arch} GGUF", where=str(gguf_path))
         array = np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
-        if name.endswith("norm.weight"):
+        if family in GEMMA and name.endswith("norm.weight"):
             array = array - 1.0  # llama.cpp folds Gemma's (1 + w) into the norm weights
+        if family == "llama3" and (".q_proj." in name or ".k_proj." in name):
+            heads = hparams["num_attention_heads" if ".q_proj." in name else "num_key_value_heads"]
+            array = llama_unpermute(array, heads)
         tensors[name] = np.ascontiguousarray(array)
     out.mkdir(parents=True, exist_ok=True)
+    files = {"model.safetensors": None}
+    if _text(reader, "tokenizer.ggml.model") == "llama":
+        files["tokenizer.model"] = sentencepiece_model(reader)
+        files["tokenizer_config.json"] = control_tokens_config(reader)
+    else:
+        hparams |= {"model_type": family if family != "llama3" else "llama",
+                    "tie_word_embeddings": "lm_head.weight" not in tensors}
+        files |= bpe_tokenizer_files(reader, gguf_path) | {"config.json": json.dumps(hparams, indent=2).encode()}
     save_file(tensors, str(out / "model.safetensors.tmp"))
-    (out / "tokenizer.model.tmp").write_bytes(sentencepiece_model(reader))
-    os.replace(out / "model.safetensors.tmp", out / "model.safetensors")
-    os.replace(out / "tokenizer.model.tmp", out / "tokenizer.model")
+    for name, data in files.items():
+        if data is not None:
+            (out / f"{name}.tmp").write_bytes(data)
+    for name in files:
+        os.replace(out / f"{name}.tmp", out / name)
+
+
+def _text(reader, key: str) -> str:
+    return bytes(_field(reader, key)[0]).decode("utf-8")
+
+
+def _number(reader, key: str):
+    return _field(reader, key)[0][0].item()
+
+
+def gguf_hparams(reader, arch: str) -> dict:
+    """The GGUF's sizes as transformers config.json keys."""
+    keys = {"num_hidden_layers": "block_count", "hidden_size": "embedding_length",
+            "intermediate_size": "feed_forward_length", "num_attention_heads": "attention.head_count",
+            "num_key_value_heads": "attention.head_count_kv", "head_dim": "attention.key_length",
+            "rms_norm_eps": "attention.layer_norm_rms_epsilon", "rope_theta": "rope.freq_base",
+            "max_position_embeddings": "context_length"}
+    out = {ours: _number(reader, f"{arch}.{theirs}") for ours, theirs in keys.items() if f"{arch}.{theirs}" in reader.fields}
+    out["vocab_size"] = len(reader.fields["tokenizer.ggml.tokens"].data)
+    return out
+
+
+def control_tokens_config(reader) -> bytes:
+    """A tokenizer_config.json naming the GGUF's control tokens (``<start_of_turn>``, …) as
+    special: the SentencePiece model keeps them as user-defined, so an export would lose them."""
+    tokens = [bytes(t).decode("utf-8") for t in _field(reader, "tokenizer.ggml.tokens")]
+    types = [int(t[0]) for t in _field(reader, "tokenizer.ggml.token_type")]
+    decoder = {str(i): {"content": tokens[i], "lstrip": False, "normalized": False, "rstrip": False,
+                        "single_word": False, "special": True} for i, kind in enumerate(types) if kind == 3}
+    return json.dumps({"added_tokens_decoder": decoder}, indent=2).encode("utf-8")
 
 
 def _field(reader, key):
@@ -131,32 +196,39 @@ GEMMA_TURNS_JINJA = (
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 
 
-def write_gemma3(out: Path, tensors: dict[str, np.ndarray], config, tokenizer, chat_template, quant: str,
-                 source_dir: Path | None = None, name: str = "gemma3") -> Path:
-    """Write ``out/model-<quant>.gguf``: HF-named float32 ``tensors`` of a Gemma 3 text model."""
+def write(out: Path, tensors: dict[str, np.ndarray], family: str, metadata, quant: str, name: str,
+          heads: tuple[int, int] | None = None, extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``out/model-<quant>.gguf`` from HF-named float32 ``tensors`` of a ``family`` text
+    model; ``metadata(writer)`` adds its sizes, tokenizer and chat template; ``heads`` (query,
+    key/value) for Llama's q/k permutation; ``extra``: GGUF-named tensors as they are."""
     import gguf
 
     if quant not in QUANTS:
         raise ModelError(f"unknown GGUF quantisation {quant!r}", hint=f"one of: {', '.join(QUANTS)}")
+    arch = ARCHS[family]
+    layers = len({n.split(".")[2] for n in tensors if n.startswith("model.layers.")})
+    names = name_map(arch, layers)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"model-{quant}.gguf"
-    writer = gguf.GGUFWriter(str(path.with_suffix(".gguf.tmp")), arch="gemma3")
+    writer = gguf.GGUFWriter(str(path.with_suffix(".gguf.tmp")), arch=arch)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
-    add_gemma3_hparams(writer, config, source_dir)
-    add_sentencepiece_tokenizer(writer, tokenizer, source_dir)
-    template = chat_template_source(chat_template)
-    if template:
-        writer.add_chat_template(template)
+    metadata(writer)
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                           "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quant])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    for target, array in (extra or {}).items():
+        writer.add_tensor(target, np.ascontiguousarray(array, dtype=np.float32), raw_dtype=gguf.GGMLQuantizationType.F32)
     for hf, array in tensors.items():
-        target = gguf_name(hf)
+        target = names.get(hf)
         if target is None:
+            if hf.startswith(TEXT_PREFIXES):
+                raise ModelError(f"{hf}: llama.cpp's {arch} architecture has no tensor for it")
             continue  # a multimodal checkpoint's vision tower: not part of a text GGUF
-        if hf.endswith("norm.weight"):
+        if family in GEMMA and hf.endswith("norm.weight"):
             array = array + 1.0  # llama.cpp's Gemma norms hold 1 + w
+        if family == "llama3" and (".q_proj." in hf or ".k_proj." in hf):
+            array = llama_permute(array, heads[0] if ".q_proj." in hf else heads[1])
         data, qtype = encode(array, quant)
         writer.add_tensor(target, data, raw_dtype=qtype)
     writer.write_header_to_file()
@@ -181,12 +253,18 @@ def encode(array: np.ndarray, quant: str):
     return array.astype(np.float16), kind.F16
 
 
-def add_gemma3_hparams(writer, config, source_dir: Path | None) -> None:
-    hf_config = {}
-    if source_dir is not None and (Path(source_dir) / "config.json").exists():
-        hf_config = json.loads((Path(source_dir) / "config.json").read_text())
-        hf_config = hf_config.get("text_config", hf_config)
-    writer.add_context_length(int(hf_config.get("max_position_embeddings", 32768)))
+def source_config(source_dir: Path | None) -> dict:
+    """The checkpoint's config.json (a multimodal one's text part), or {}."""
+    if source_dir is None or not (Path(source_dir) / "config.json").exists():
+        return {}
+    config = json.loads((Path(source_dir) / "config.json").read_text())
+    return config.get("text_config", config)
+
+
+def add_gemma_hparams(writer, family: str, config, source_dir: Path | None) -> None:
+    """What llama.cpp's converter writes for Gemma 2 / Gemma 3, from Tunix's config of the model."""
+    hf = source_config(source_dir)
+    writer.add_context_length(int(hf.get("max_position_embeddings", 32768 if family == "gemma3" else 8192)))
     writer.add_embedding_length(config.embed_dim)
     writer.add_block_count(config.num_layers)
     writer.add_feed_forward_length(config.hidden_dim)
@@ -194,15 +272,63 @@ def add_gemma3_hparams(writer, config, source_dir: Path | None) -> None:
     writer.add_head_count_kv(config.num_kv_heads)
     writer.add_key_length(config.head_dim)
     writer.add_value_length(config.head_dim)
-    writer.add_layer_norm_rms_eps(float(hf_config.get("rms_norm_eps", 1e-6)))
-    writer.add_rope_freq_base(float(config.global_base_frequency))
+    writer.add_layer_norm_rms_eps(float(hf.get("rms_norm_eps", 1e-6)))
     if config.sliding_window_size:
         writer.add_sliding_window(config.sliding_window_size)
+    if family == "gemma2":
+        if config.attn_logits_soft_cap:
+            writer.add_attn_logit_softcapping(float(config.attn_logits_soft_cap))
+        if config.final_logit_softcap:
+            writer.add_final_logit_softcapping(float(config.final_logit_softcap))
+        return
+    writer.add_rope_freq_base(float(config.global_base_frequency))
     if config.global_scale_factor != 1.0:
         import gguf
 
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(config.global_scale_factor))
+
+
+def add_bpe_hparams(writer, family: str, hf: dict) -> None:
+    """What llama.cpp's converter writes for Qwen2, Qwen3 and Llama from config.json."""
+    heads = hf["num_attention_heads"]
+    head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
+    writer.add_context_length(int(hf.get("max_position_embeddings", 32768)))
+    writer.add_embedding_length(hf["hidden_size"])
+    writer.add_block_count(hf["num_hidden_layers"])
+    writer.add_feed_forward_length(hf["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(hf.get("num_key_value_heads", heads))
+    writer.add_rope_freq_base(float(hf.get("rope_theta", 10_000)))
+    writer.add_layer_norm_rms_eps(float(hf.get("rms_norm_eps", 1e-6)))
+    if "head_dim" in hf:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    if family == "llama3":
+        writer.add_vocab_size(hf["vocab_size"])
+        writer.add_rope_dimension_count(head_dim)
+
+
+def llama3_rope_factors(hf: dict) -> np.ndarray | None:
+    """``rope_freqs.weight``: the divisor of each rotary frequency under Llama 3's ``rope_scaling``
+    (as llama.cpp's converter computes it), or None for a checkpoint without it."""
+    scaling = hf.get("rope_scaling") or {}
+    if scaling.get("rope_type", scaling.get("type")) != "llama3":
+        return None
+    head_dim = hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
+    factor, low, high = scaling["factor"], scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    context = scaling.get("original_max_position_embeddings", 8192)
+    factors = []
+    for freq in 1.0 / float(hf.get("rope_theta", 10_000)) ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim):
+        wavelength = 2 * math.pi / freq
+        if wavelength < context / high:
+            factors.append(1.0)
+        elif wavelength > context / low:
+            factors.append(factor)
+        else:
+            smooth = (context / wavelength - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.asarray(factors, dtype=np.float32)
 
 
 def add_sentencepiece_tokenizer(writer, tokenizer, source_dir: Path | None) -> None:
@@ -234,6 +360,98 @@ def add_sentencepiece_tokenizer(writer, tokenizer, source_dir: Path | None) -> N
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(bool(proto.normalizer_spec.add_dummy_prefix))
+
+
+def bpe_pre_tokenizer(data: dict, where: str) -> str:
+    """llama.cpp's name for a byte-level tokenizer.json's pre-tokenizer (it knows them by name only)."""
+    pre = data.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    for step in steps:
+        if step.get("type") == "Split":
+            pattern = (step.get("pattern") or {}).get("Regex")
+            for name, regex in BPE_PRE_TOKENIZERS.items():
+                if pattern == regex:
+                    return name
+            raise ModelError(f"the tokenizer splits text with a regex llama.cpp does not know by name: {pattern!r}",
+                             where=where, hint=f"known: {', '.join(BPE_PRE_TOKENIZERS)}; or export --format hf")
+    if any(step.get("type") == "ByteLevel" and step.get("use_regex", True) for step in steps):
+        return "gpt-2"
+    raise ModelError("the tokenizer has no byte-level pre-tokenizer that llama.cpp knows", where=where,
+                     hint="export --format hf instead")
+
+
+def add_bpe_tokenizer(writer, tokenizer, source_dir: Path, hf: dict) -> None:
+    """The vocabulary as llama.cpp's "gpt2" (byte-level BPE) tokenizer: every id up to the
+    embedding's rows (NORMAL, CONTROL for special added tokens, USER_DEFINED for the others,
+    UNUSED padding), the merges, the pre-tokenizer's name and the special ids."""
+    where = Path(source_dir) / "tokenizer.json"
+    data = json.loads(where.read_text())
+    model = data.get("model", {})
+    if model.get("type") != "BPE":
+        raise ModelError(f"GGUF export writes byte-level BPE tokenizers, this one is {model.get('type')!r}",
+                         where=str(where), hint="export --format hf instead")
+    pre = bpe_pre_tokenizer(data, str(where))
+    learnt = {index: token for token, index in model["vocab"].items()}
+    added = {token["id"]: token for token in data.get("added_tokens", [])}
+    tokens, types = [], []
+    for index in range(int(hf["vocab_size"])):
+        if index in added:
+            tokens.append(added[index]["content"])
+            types.append(3 if added[index].get("special") else 4)
+        elif index in learnt:
+            tokens.append(learnt[index])
+            types.append(1)
+        else:
+            tokens.append(f"[PAD{index}]")
+            types.append(5)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])])
+    bos = tokenizer.bos_id()
+    if bos is not None or hf.get("bos_token_id") is not None:
+        writer.add_bos_token_id(bos if bos is not None else int(hf["bos_token_id"]))
+    writer.add_eos_token_id(tokenizer.eos_id())
+    writer.add_pad_token_id(tokenizer.pad_id())
+    writer.add_add_bos_token(bos is not None)
+
+
+def bpe_tokenizer_files(reader, where: Path) -> dict[str, bytes]:
+    """tokenizer.json + tokenizer_config.json rebuilt from a "gpt2" GGUF vocabulary, with the
+    pre-tokenizer its name stands for (and Llama 3's whole-word-first rule)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    pre = _text(reader, "tokenizer.ggml.pre")
+    if pre not in BPE_PRE_TOKENIZERS and pre != "gpt-2":
+        raise ModelError(f"GGUF pre-tokenizer {pre!r} is not one reasonlab reads", where=str(where),
+                         hint=f"one of: {', '.join([*BPE_PRE_TOKENIZERS, 'gpt-2'])}")
+    tokens = [bytes(t).decode("utf-8") for t in _field(reader, "tokenizer.ggml.tokens")]
+    types = [int(t[0]) for t in _field(reader, "tokenizer.ggml.token_type")]
+    merges = [tuple(bytes(m).decode("utf-8").split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
+    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
+                                     ignore_merges=pre == "llama-bpe"))
+    if pre == "gpt-2":
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(BPE_PRE_TOKENIZERS[pre]), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == 3])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if k == 4])
+    fields = reader.fields
+
+    def token(key: str) -> str | None:
+        return tokens[_number(reader, key)] if key in fields else None
+
+    add_bos = "tokenizer.ggml.add_bos_token" in fields and bool(_number(reader, "tokenizer.ggml.add_bos_token"))
+    settings = {"bos_token": token("tokenizer.ggml.bos_token_id") if add_bos else None,
+                "eos_token": token("tokenizer.ggml.eos_token_id"), "pad_token": token("tokenizer.ggml.padding_token_id")}
+    if "tokenizer.chat_template" in fields:
+        settings["chat_template"] = _text(reader, "tokenizer.chat_template")
+    return {"tokenizer.json": tokenizer.to_str().encode("utf-8"),
+            "tokenizer_config.json": json.dumps(settings, indent=2).encode("utf-8")}
 
 
 def special_token_ids(source_dir: Path | None) -> set[int]:

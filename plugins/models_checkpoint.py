@@ -252,11 +252,14 @@ def export_gemma(bundle, out: Path, lora, format: str = "hf", quant: str | None 
     if format == "gguf":
         from reasonlab_plugins import _gguf
 
-        if family != "gemma3":
-            raise ModelError(f"GGUF export writes Gemma 3 so far, not {family}",
-                             hint="export --format hf, then llama.cpp's convert_hf_to_gguf.py")
-        _gguf.write_gemma3(out, tensors, backbone.config, bundle.tokenizer, bundle.chat_template, quant or "f16",
-                           bundle.source_dir, name=bundle.preset)
+        def metadata(writer):
+            _gguf.add_gemma_hparams(writer, family, backbone.config, bundle.source_dir)
+            _gguf.add_sentencepiece_tokenizer(writer, bundle.tokenizer, bundle.source_dir)
+            template = _gguf.chat_template_source(bundle.chat_template)
+            if template:
+                writer.add_chat_template(template)
+
+        _gguf.write(out, tensors, family, metadata, quant or "f16", bundle.preset)
         return
     if quant:
         raise ModelError(f"--quant {quant} applies to GGUF export only", hint="add --format gguf")

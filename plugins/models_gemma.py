@@ -3,7 +3,8 @@
 
 First load (~20 s): reassemble the GGUF, dequantise every tensor with the ``gguf``
 package, rename to Hugging Face names and save ``model.safetensors`` plus a
-SentencePiece ``tokenizer.model`` rebuilt from the GGUF vocabulary in the cache
+SentencePiece ``tokenizer.model`` rebuilt from the GGUF vocabulary (and a
+``tokenizer_config.json`` naming its control tokens, for export) in the cache
 (``$REASONLAB_CACHE``, default ``~/.cache/reasonlab``). Later loads read the cache
 through Tunix's own safetensors loader into ``Gemma3(ModelConfig.gemma3_270m())`` (with
 ``_gemma3``'s last-position prefill).
@@ -24,7 +25,7 @@ from reasonlab_plugins._gguf import convert
 from reasonlab_plugins.models_checkpoint import GEMMA_LORA_MODULES, export_gemma
 from reasonlab.errors import ModelError
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: tokenizer_config.json names the GGUF's control tokens
 STOP_IDS = [1, 106]  # <eos>, <end_of_turn>
 
 def cache_dir() -> Path:
@@ -51,7 +52,7 @@ def load(spec, context=None):
     from reasonlab_plugins._gemma3 import with_last_token_prefill
 
     directory = cache_dir()
-    if not (directory / "model.safetensors").exists() or not (directory / "tokenizer.model").exists():
+    if not all((directory / name).exists() for name in ("model.safetensors", "tokenizer.model", "tokenizer_config.json")):
         convert(gguf_file(), directory)
     from reasonlab.machine import resolve_dtype
 

@@ -9,14 +9,21 @@ presets find theirs (``model.path``, ``$REASONLAB_MODELS/<preset>``, the Hub, Ka
 come from ``config.json`` (so a small checkpoint of the same family loads too). The tokenizer
 is the checkpoint's ``tokenizer.json`` (Hugging Face ``tokenizers``), with its BOS (none for
 Qwen), EOS and pad from ``tokenizer_config.json``; prompts go through the checkpoint's chat
-template. ``reasonlab export`` writes them back as HF safetensors (LoRA merged or full).
-Not yet: GGUF export for these families.
+template. ``reasonlab export`` writes them back, LoRA merged or fully fine-tuned, as HF
+safetensors or as GGUF (``--format gguf``: llama.cpp's "qwen2" / "qwen3" / "llama"
+architectures with the byte-level BPE vocabulary, merges and chat template).
+
+Tunix 0.1.7's Llama applies plain RoPE: a Llama 3.2 checkpoint's ``rope_scaling`` ("llama3":
+low frequencies divided by up to ``factor``) is not applied in training, so its logits differ
+from transformers' at every position; the load says so. GGUF export writes the scaling back
+(``rope_freqs.weight``), as llama.cpp's converter does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from reasonlab import hookimpl
@@ -141,6 +148,11 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
     hf = json.loads(config_file.read_text()) if config_file.exists() else {}
     dtype = jnp.float32 if resolve_dtype(dtype_name, unset="bfloat16") == "float32" else jnp.bfloat16
     config = model_config(preset, hf, dtype)
+    scaling = hf.get("rope_scaling") or {}
+    if preset.family == "llama3" and scaling:
+        print(f"warning: {config_file}: rope_scaling {scaling.get('rope_type', scaling.get('type'))!r} is not applied "
+              "by Tunix 0.1.7's Llama (plain RoPE): logits differ from transformers' for this checkpoint",
+              file=sys.stderr)
     _, params_module = family_modules(preset.family)
     mesh = mesh if mesh is not None else single_device_mesh()
     try:
@@ -164,18 +176,31 @@ def loader(preset: Preset):
 
 def exporter(preset: Preset):
     def export(bundle, out: Path, lora, format: str = "hf", quant: str | None = None) -> None:
-        """HF safetensors + config + tokenizer, LoRA merged or fully fine-tuned."""
+        """HF safetensors + config + tokenizer, or one GGUF file; LoRA merged or fully fine-tuned."""
         from reasonlab.private_api import hf_key_mapping
-        from reasonlab_plugins import _hf_export
+        from reasonlab_plugins import _gguf, _hf_export
 
-        if format != "hf" or quant:
-            raise ModelError(f"{preset.name}: only --format hf is written for the {preset.family} family so far",
-                             hint="export --format hf, then llama.cpp's convert_hf_to_gguf.py")
+        if quant and format != "gguf":
+            raise ModelError(f"--quant {quant} applies to GGUF export only", hint="add --format gguf")
         backbone = bundle.base if bundle.lora else bundle.model
         _, params_module = family_modules(preset.family)
         params = _hf_export.merged_params(bundle.model, lora.alpha / lora.rank if lora else None)
         tensors = _hf_export.hf_tensors(params, bundle.source_dir, hf_key_mapping(params_module, backbone.config))
-        _hf_export.write_checkpoint(out, tensors, bundle.source_dir)
+        if format != "gguf":
+            _hf_export.write_checkpoint(out, tensors, bundle.source_dir)
+            return
+        hf = _gguf.source_config(bundle.source_dir)
+
+        def metadata(writer):
+            _gguf.add_bpe_hparams(writer, preset.family, hf)
+            _gguf.add_bpe_tokenizer(writer, bundle.tokenizer, bundle.source_dir, hf)
+            if bundle.chat_template is not None and bundle.chat_template.kind == "jinja":
+                writer.add_chat_template(bundle.chat_template.source)
+
+        factors = _gguf.llama3_rope_factors(hf) if preset.family == "llama3" else None
+        _gguf.write(out, tensors, preset.family, metadata, quant or "f16", preset.name,
+                    heads=(backbone.config.num_heads, backbone.config.num_kv_heads),
+                    extra={"rope_freqs.weight": factors} if factors is not None else None)
 
     return export
 

@@ -158,8 +158,8 @@ def test_hf_export_reloads_to_the_trained_logits(tmp_path, family, lora):
 GGUF_BOUNDS = {"f16": 1e-2, "q8_0": 5e-2}
 
 
-@pytest.mark.parametrize("quant", ["f16", "q8_0"])
-def test_gguf_export_reads_back_through_the_embedded_models_path(tmp_path, quant):
+@pytest.mark.parametrize("family,quant", [("gemma3", "f16"), ("gemma3", "q8_0"), ("gemma2", "q8_0")])
+def test_gguf_export_reads_back_through_the_embedded_models_path(tmp_path, family, quant):
     """Export to GGUF, read it back the way the embedded model is read (reasonlab_plugins._gguf.convert):
     the same logits (relative to their range) and the same tokens for a few strings."""
     import gguf
@@ -169,12 +169,15 @@ def test_gguf_export_reads_back_through_the_embedded_models_path(tmp_path, quant
     from reasonlab_plugins.models_checkpoint import export_gemma
 
     lora = LoraSpec(rank=4, alpha=8.0)
-    bundle, ids, trained = trained_bundle(tmp_path, "gemma3", lora)
+    bundle, ids, trained = trained_bundle(tmp_path, family, lora)
     export_gemma(bundle, tmp_path / "out", lora, format="gguf", quant=quant)
     path = tmp_path / "out" / f"model-{quant}.gguf"
     reader = gguf.GGUFReader(str(path))
-    assert reader.fields["general.architecture"].contents() == "gemma3"
-    assert reader.fields["gemma3.block_count"].contents() == DIMS["num_hidden_layers"]
+    assert reader.fields["general.architecture"].contents() == family
+    assert reader.fields[f"{family}.block_count"].contents() == DIMS["num_hidden_layers"]
+    if family == "gemma2":  # Gemma 2's soft caps, which llama.cpp applies from the metadata
+        assert reader.fields["gemma2.attn_logit_softcapping"].contents() == bundle.base.config.attn_logits_soft_cap
+        assert reader.fields["gemma2.final_logit_softcapping"].contents() == bundle.base.config.final_logit_softcap
     assert reader.fields["tokenizer.chat_template"].contents().startswith("{{ bos_token }}")  # an -it preset's turns
     weight_types = {t.tensor_type.name for t in reader.tensors if len(t.shape) == 2}
     assert weight_types == {quant.upper()}, weight_types
@@ -203,12 +206,11 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     from reasonlab.errors import ModelError
     from reasonlab_plugins.models_checkpoint import export_gemma
 
-    bundle, _, _ = trained_bundle(tmp_path, "gemma2", None)
-    with pytest.raises(ModelError, match="GGUF export writes Gemma 3 so far"):
-        export_gemma(bundle, tmp_path / "out", None, format="gguf")
-    bundle, _, _ = trained_bundle(tmp_path / "g3", "gemma3", None)
+    bundle, _, _ = trained_bundle(tmp_path, "gemma3", None)
     with pytest.raises(ModelError, match="unknown GGUF quantisation"):
-        export_gemma(bundle, tmp_path / "out3", None, format="gguf", quant="q2_k")
+        export_gemma(bundle, tmp_path / "out", None, format="gguf", quant="q2_k")
+    with pytest.raises(ModelError, match="applies to GGUF export only"):
+        export_gemma(bundle, tmp_path / "out", None, format="hf", quant="q8_0")
 
 
 def test_export_command_writes_a_trained_run_as_hf_and_gguf(tmp_path):

@@ -1,7 +1,8 @@
 """Qwen2.5, Qwen3 and Llama 3.2 presets: a tiny random checkpoint of each family, written in the
 Hugging Face on-disk format here (config.json, safetensors, tokenizer.json, tokenizer_config.json
 with a chat template), loads through Tunix's classes, takes LoRA SFT steps in a real run, and
-exports back to safetensors that reload to the same logits."""
+exports back to safetensors that reload to the same logits, and to GGUF that reads back (our
+GGUF path, then the preset) to the same logits within the quantisation's bound and the same tokens."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 LLAMA_CHAT = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
               "{{ m['content'] }}<|eot_id|>{% endfor %}"
               "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+LLAMA32_ROPE_SCALING = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                        "original_max_position_embeddings": 8192}
 FAMILIES = {
     # preset, special tokens (first ids), tokenizer_config, extra tensors per layer
     "qwen2": ("qwen2.5-0.5b-instruct", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
@@ -38,15 +41,18 @@ FAMILIES = {
 }
 
 
-def write_tokenizer(directory: Path, special: list[str], settings: dict) -> int:
+def write_tokenizer(directory: Path, family: str, special: list[str], settings: dict) -> int:
     """A byte-level BPE trained on generated arithmetic, the special tokens added after the learnt
     vocabulary, as in the real checkpoints (so no pad id is 0)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    from reasonlab_plugins._gguf import BPE_PRE_TOKENIZERS
     from reasonlab_plugins.datasets_arithmetic import generate
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer = Tokenizer(models.BPE(ignore_merges=family == "llama3"))  # as in Llama 3's tokenizer.json
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([  # the family's own digit and word splitting
+        pre_tokenizers.Split(Regex(BPE_PRE_TOKENIZERS["llama-bpe" if family == "llama3" else "qwen2"]), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     texts = [r["question"] + " " + r["reasoning"] + " <reasoning> </reasoning> <answer> </answer>" for r in generate(n=300)]
@@ -62,7 +68,7 @@ def write_checkpoint(directory: Path, family: str) -> dict:
 
     _, special, settings, extra = FAMILIES[family]
     directory.mkdir(parents=True)
-    vocab = write_tokenizer(directory, special, settings)
+    vocab = write_tokenizer(directory, family, special, settings)
     rng = np.random.default_rng(0)
     d, f, h = DIMS["hidden_size"], DIMS["intermediate_size"], DIMS["head_dim"]
     n, k = DIMS["num_attention_heads"], DIMS["num_key_value_heads"]
@@ -84,7 +90,10 @@ def write_checkpoint(directory: Path, family: str) -> dict:
         if extra == "qk_norm":
             tensors |= {p + "self_attn.q_norm.weight": 1 + w(h), p + "self_attn.k_norm.weight": 1 + w(h)}
     save_file(tensors, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps({"model_type": family, "vocab_size": vocab, **DIMS}))
+    config = {"model_type": family, "vocab_size": vocab, **DIMS}
+    if family == "llama3":  # Llama 3.2's own scaling (Tunix applies none; GGUF export writes it back)
+        config["rope_scaling"] = LLAMA32_ROPE_SCALING
+    (directory / "config.json").write_text(json.dumps(config))
     return tensors
 
 
@@ -105,9 +114,11 @@ def load(directory: Path, family: str):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_preset_loads_the_checkpoint_with_its_tokenizer_and_template(tmp_path, family):
+def test_preset_loads_the_checkpoint_with_its_tokenizer_and_template(tmp_path, family, capsys):
     tensors = write_checkpoint(tmp_path / "ckpt", family)
     bundle = load(tmp_path / "ckpt", family)
+    # Tunix's Llama ignores Llama 3.2's rope scaling: the load says so
+    assert ("rope_scaling 'llama3' is not applied" in capsys.readouterr().err) == (family == "llama3")
     np.testing.assert_array_equal(np.asarray(bundle.model.embedder.input_embedding.get_value()),
                                   tensors["model.embed_tokens.weight"])
     tok = bundle.tokenizer
@@ -130,6 +141,7 @@ def test_export_reloads_to_the_trained_logits(tmp_path, family, lora):
     from flax import nnx
 
     from reasonlab.modeling import apply_lora
+    from reasonlab_plugins._gguf import convert
     from reasonlab_plugins.models_hf import family_modules
 
     write_checkpoint(tmp_path / "ckpt", family)
@@ -155,6 +167,48 @@ def test_export_reloads_to_the_trained_logits(tmp_path, family, lora):
     reloaded = params_module.create_model_from_safe_tensors(str(tmp_path / "out"), backbone.config, dtype=np.float32)
     np.testing.assert_allclose(logits(reloaded, ids, pad), trained, atol=1e-4, rtol=0)
 
+    # GGUF, read back the way the embedded model is read (reasonlab_plugins._gguf.convert), then
+    # loaded with the family's preset: the same logits (relative to their range) and tokens
+    quant = GGUF_QUANT[family]
+    export(bundle, tmp_path / "gguf", lora, format="gguf", quant=quant)
+    path = tmp_path / "gguf" / f"model-{quant}.gguf"
+    check_gguf_metadata(path, family, quant)
+    convert(path, tmp_path / "back")
+    back = load(tmp_path / "back", family)
+    error = np.abs(logits(back.model, ids, pad) - trained).max() / np.ptp(trained)
+    assert error < GGUF_BOUNDS[quant], f"{quant}: logits moved by {error:.2%} of their range"
+    for text in ("Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
+                 bundle.chat_template.render("What is 2 + 3?", "Answer in tags.")):
+        assert back.tokenizer.encode(text) == bundle.tokenizer.encode(text), text
+    assert (back.tokenizer.bos_id(), back.tokenizer.eos_id(), back.tokenizer.pad_id()) == (
+        bundle.tokenizer.bos_id(), bundle.tokenizer.eos_id(), bundle.tokenizer.pad_id())
+    assert back.chat_template.render("hi", "sys") == bundle.chat_template.render("hi", "sys")
+
+
+GGUF_QUANT = {"qwen2": "f16", "qwen3": "q8_0", "llama3": "f16"}
+# how far the logits may move, relative to their range (as for Gemma in test_checkpoints.py)
+GGUF_BOUNDS = {"f16": 1e-2, "q8_0": 5e-2}
+
+
+def check_gguf_metadata(path: Path, family: str, quant: str) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    arch = {"qwen2": "qwen2", "qwen3": "qwen3", "llama3": "llama"}[family]
+    assert reader.fields["general.architecture"].contents() == arch
+    assert reader.fields[f"{arch}.block_count"].contents() == DIMS["num_hidden_layers"]
+    assert reader.fields["tokenizer.ggml.model"].contents() == "gpt2"
+    assert reader.fields["tokenizer.ggml.pre"].contents() == ("llama-bpe" if family == "llama3" else "qwen2")
+    assert reader.fields["tokenizer.chat_template"].contents() == FAMILIES[family][2]["chat_template"]
+    assert {t.tensor_type.name for t in reader.tensors if len(t.shape) == 2} == {quant.upper()}
+    names = {t.name for t in reader.tensors}
+    assert ("blk.0.attn_q.bias" in names) == (family == "qwen2") and ("blk.0.attn_q_norm.weight" in names) == (
+        family == "qwen3")
+    if family == "llama3":  # Llama 3.2's rope scaling, as llama.cpp's converter writes it
+        factors = next(t for t in reader.tensors if t.name == "rope_freqs.weight").data
+        assert factors.shape == (DIMS["head_dim"] // 2,) and factors[0] == 1.0 and factors[-1] == 32.0
+        assert np.all(np.diff(factors) >= 0), factors
+
 
 def test_a_lora_sft_run_trains_and_exports(tmp_path, family="qwen2"):
     """The quickstart's SFT stage on a Qwen checkpoint (no BOS, a pad id that is not 0, the
@@ -173,5 +227,7 @@ def test_a_lora_sft_run_trains_and_exports(tmp_path, family="qwen2"):
     assert len(losses) == 3 and all(np.isfinite(losses)), losses
     exported = reasonlab("export", run_dir, "--out", tmp_path / "hf", timeout=300)
     assert exported.returncode == 0, exported.stderr[-3000:]
-    refused = reasonlab("export", run_dir, "--out", tmp_path / "gguf", "--format", "gguf", timeout=300)
-    assert refused.returncode == 2 and "only --format hf" in refused.stderr, refused.stderr[-2000:]
+    exported = reasonlab("export", run_dir, "--out", tmp_path / "gguf", "--format", "gguf", "--quant", "q8_0",
+                         timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    check_gguf_metadata(tmp_path / "gguf" / "model-q8_0.gguf", family, "q8_0")
