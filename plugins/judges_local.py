@@ -150,7 +150,7 @@ class LocalJudge:
 
     def _with_bos(self, ids: list[int]) -> list[int]:
         bos = self._bundle.tokenizer.bos_id()
-        return [bos, *ids] if bos and (not ids or ids[0] != bos) else list(ids)
+        return [bos, *ids] if bos is not None and (not ids or ids[0] != bos) else list(ids)
 
     def _next_token_probs(self, sequences: list[list[int]], tokens: list[int]):
         """softmax(next-token logits) at the end of each sequence, for ``tokens`` only. Rows are
@@ -162,16 +162,20 @@ class LocalJudge:
         size = int(self.options.get("batch_size", 8))
         width = -(-max(map(len, sequences)) // 64) * 64
         padded = np.zeros((size, width), dtype=np.int32)  # left padding: the last position is real
+        mask = np.zeros((size, width), dtype=bool)  # explicit: id 0 is a real token in some vocabularies (Qwen)
         for row, seq in enumerate(sequences):
             padded[row, width - len(seq):] = seq
+            mask[row, width - len(seq):] = True
         padded[len(sequences):, -1] = padded[0, -1]  # filler rows: one real token each
+        mask[len(sequences):, -1] = True
         graphdef, state = nnx.split(self._bundle.model)
-        probs = _last_position_probs(graphdef, state, jnp.asarray(padded), jnp.asarray(tokens, dtype=jnp.int32))
+        probs = _last_position_probs(graphdef, state, jnp.asarray(padded), jnp.asarray(mask),
+                                     jnp.asarray(tokens, dtype=jnp.int32))
         return np.asarray(probs)[: len(sequences)]
 
 
-def _last_position_probs(graphdef, state, tokens, wanted):
-    return _jitted_last_position_probs()(graphdef, state, tokens, wanted)
+def _last_position_probs(graphdef, state, tokens, mask, wanted):
+    return _jitted_last_position_probs()(graphdef, state, tokens, mask, wanted)
 
 
 @functools.cache
@@ -184,9 +188,8 @@ def _jitted_last_position_probs():
     from reasonlab import logprobs
 
     @jax.jit
-    def probs(graphdef, state, tokens, wanted):
+    def probs(graphdef, state, tokens, mask, wanted):
         model = nnx.merge(graphdef, state)
-        mask = tokens != 0
         positions = sft_utils.build_positions_from_mask(mask)
         attention = sft_utils.make_causal_attn_mask(mask)
         if logprobs.supported(model):
