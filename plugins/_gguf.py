@@ -72,7 +72,9 @@ def llama_unpermute(weights: np.ndarray, heads: int) -> np.ndarray:
 
 def convert(gguf_path: Path, out: Path) -> None:
     """GGUF -> model.safetensors (float32, HF names) + the tokenizer (tokenizer.model for Gemma;
-    tokenizer.json, tokenizer_config.json and config.json for the BPE families)."""
+    tokenizer.json, tokenizer_config.json and config.json for the BPE families). A Llama 3
+    ``rope_freqs`` tensor goes into config.json as ``rope_freqs`` (our key: the divisors
+    themselves, since llama.cpp's file keeps no ``rope_scaling``), which the preset applies."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
     from safetensors.numpy import save_file
@@ -87,8 +89,9 @@ def convert(gguf_path: Path, out: Path) -> None:
     to_hf = {target: hf for hf, target in name_map(arch, hparams["num_hidden_layers"]).items()}
     tensors = {}
     for tensor in reader.tensors:
-        if tensor.name == "rope_freqs.weight":
-            continue  # Llama 3's rope scaling factors: Tunix 0.1.7's Llama applies none
+        if tensor.name == "rope_freqs.weight":  # Llama 3's rope scaling, one divisor per frequency:
+            hparams["rope_freqs"] = np.asarray(tensor.data, dtype=np.float32).tolist()  # config.json, for _rope
+            continue
         name = to_hf.get(tensor.name)
         if name is None:
             raise ModelError(f"unexpected tensor {tensor.name!r} in a {arch} GGUF", where=str(gguf_path))

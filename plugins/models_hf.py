@@ -13,17 +13,18 @@ template. ``reasonlab export`` writes them back, LoRA merged or fully fine-tuned
 safetensors or as GGUF (``--format gguf``: llama.cpp's "qwen2" / "qwen3" / "llama"
 architectures with the byte-level BPE vocabulary, merges and chat template).
 
-Tunix 0.1.7's Llama applies plain RoPE: a Llama 3.2 checkpoint's ``rope_scaling`` ("llama3":
-low frequencies divided by up to ``factor``) is not applied in training, so its logits differ
-from transformers' at every position; the load says so. GGUF export writes the scaling back
-(``rope_freqs.weight``), as llama.cpp's converter does.
+Tunix 0.1.7's Qwen3 and Llama 3 ignore the checkpoint's ``rope_theta`` (always 1e6; Llama
+3.2's is 5e5) and Llama 3's ``rope_scaling`` ("llama3": low frequencies divided by up to
+``factor``); the load routes their rotary embedding to the checkpoint's (``_rope.py``), so the
+logits are transformers' (checked by tests/test_presets_hf.py where transformers is
+installed). Other scaling types (YaRN, linear) are refused. GGUF export writes the Llama 3
+scaling as llama.cpp's converter does (``rope_freqs.weight``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from reasonlab import hookimpl
@@ -138,21 +139,35 @@ def stop_ids(directory: Path, tokenizer: CheckpointTokenizer) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
+def rope_divisors(preset: Preset, hf: dict, config_file: Path):
+    """Llama 3's per-frequency divisors (from ``rope_scaling``, or the ``rope_freqs`` a GGUF
+    read back carries), None without scaling; a scaling Tunix's classes cannot apply is refused."""
+    import numpy as np
+
+    from reasonlab_plugins._gguf import llama3_rope_factors
+
+    scaling = hf.get("rope_scaling") or {}
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind in (None, "default"):
+        return np.asarray(hf["rope_freqs"], dtype=np.float32) if "rope_freqs" in hf else None
+    if preset.family != "llama3" or kind != "llama3":
+        raise ModelError(f"rope_scaling {kind!r} is not supported for {preset.family}", where=f"{config_file}: rope_scaling",
+                         hint="use a checkpoint without it, or the original context length")
+    return llama3_rope_factors(hf)
+
+
 def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=None):
     import jax.numpy as jnp
 
     from reasonlab.machine import resolve_dtype
     from reasonlab.modeling import ModelBundle, single_device_mesh
+    from reasonlab_plugins._rope import checkpoint_rope
 
     config_file = directory / "config.json"
     hf = json.loads(config_file.read_text()) if config_file.exists() else {}
     dtype = jnp.float32 if resolve_dtype(dtype_name, unset="bfloat16") == "float32" else jnp.bfloat16
     config = model_config(preset, hf, dtype)
-    scaling = hf.get("rope_scaling") or {}
-    if preset.family == "llama3" and scaling:
-        print(f"warning: {config_file}: rope_scaling {scaling.get('rope_type', scaling.get('type'))!r} is not applied "
-              "by Tunix 0.1.7's Llama (plain RoPE): logits differ from transformers' for this checkpoint",
-              file=sys.stderr)
+    divisors = rope_divisors(preset, hf, config_file)
     _, params_module = family_modules(preset.family)
     mesh = mesh if mesh is not None else single_device_mesh()
     try:
@@ -160,6 +175,8 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
             model = params_module.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"checkpoint does not fit preset {preset.name!r}: {exc}", where=str(directory)) from exc
+    if preset.family in ("qwen3", "llama3"):
+        checkpoint_rope(model, preset.family, config.rope_theta, divisors)
     tokenizer = CheckpointTokenizer(directory)
     return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=stop_ids(directory, tokenizer),
                        source_dir=directory, chat_template=checkpoint_chat_template(directory),

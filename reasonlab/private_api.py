@@ -25,6 +25,7 @@ class PrivateUse:
     instance: bool = False  # set in __init__ (so it shows in the source, not on the class)
 
 
+ROPE_FAMILIES = ("qwen3", "llama3")  # Tunix 0.1.7 families whose rotary embedding ignores the config
 USES = [
     PrivateUse("jax._src.compiler", "_cache_read", "cache_read/set_cache_read: compile_cache hands JAX prefetched executables"),
     PrivateUse("jax._src.compilation_cache", "get_executable_and_time", "load_cached_executable: compile_cache's prefetch"),
@@ -56,6 +57,12 @@ USES = [
       for family in ("qwen2", "qwen3", "llama3")),
     PrivateUse("tunix.models.gemma3.model:Gemma3", "__call__",
                "reclass: the class of Tunix's Gemma3 instance is swapped for a last-position prefill"),
+    *(PrivateUse(f"tunix.models.{family}.model", "apply_rope",
+                 "route_rope: the module function its Attention calls with the default rope_theta (1e6) and no "
+                 "rope_scaling; routed to the checkpoint's (plugins/_rope.py)") for family in ROPE_FAMILIES),
+    *(PrivateUse(f"tunix.models.{family}.model:Attention", "block",
+                 "reclass: attention that tells the routed apply_rope its checkpoint's settings")
+      for family in ROPE_FAMILIES),
 ]
 
 # the private names above, as other modules would spell them (the test greps for these)
@@ -132,6 +139,27 @@ def reclass(instance, cls):
     assert isinstance(instance, cls.__mro__[1]), (type(instance), cls)
     instance.__class__ = cls
     return instance
+
+
+def route_rope(family: str, router) -> None:
+    """Replace the ``apply_rope`` that Tunix's ``family`` Attention calls (by module global name,
+    with neither the config's rope_theta nor any rope_scaling) with ``router(original)``, once
+    per process. The router must behave as the original for models that did not opt in."""
+    import importlib
+
+    assert family in ROPE_FAMILIES, family
+    module = importlib.import_module(f"tunix.models.{family}.model")
+    if not getattr(module.apply_rope, "routed_by_reasonlab", False):
+        routed = router(module.apply_rope)
+        routed.routed_by_reasonlab = True
+        module.apply_rope = routed
+
+
+def attention_class(family: str):
+    """Tunix's Attention class of a family (what ``reclass`` subclasses for ``route_rope``)."""
+    import importlib
+
+    return importlib.import_module(f"tunix.models.{family}.model").Attention
 
 
 def rl_cluster_base():

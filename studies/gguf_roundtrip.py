@@ -1,18 +1,24 @@
 """Does a trained embedded model survive GGUF export? Greedy text before and after.
 
-    python studies/gguf_roundtrip.py RUN_DIR OUT [--quant q8_0] [--n 5] [--tokens 96]
+    python studies/gguf_roundtrip.py RUN_DIR OUT [--quant q8_0] [--n 5] [--tokens 96] [--transformers-python PY]
 
 Takes the run's last finished model (Gemma-3-270M with its LoRA), writes it as GGUF with
 ``reasonlab export``'s own exporter, reads the file back through the embedded model's GGUF path
 (``reasonlab_plugins._gguf.convert`` + Tunix's loader, in the run's dtype) and decodes the first
 ``--n`` prompts of the run's last eval stage greedily with both. Writes OUT/gguf_roundtrip.md
 (each prompt: equal or the first differing token) and OUT/gguf_roundtrip.json, with the CPU kind.
+
+With ``--transformers-python PY`` (an environment with torch and transformers, e.g. the ``trl``
+extra's), the model is also exported as HF safetensors, and transformers decodes the same
+prompt ids greedily from that folder and from the GGUF file (studies/transformers_reads.py,
+float32): a check of both files by a reader that is not ours.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +34,29 @@ def eval_prompts(run_dir: Path, n: int) -> list[str]:
     return prompts[:n]
 
 
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The ids Tunix's sampler feeds: the encoding with one BOS in front where the family has one."""
+    ids = list(tokenizer.encode(prompt))
+    bos = tokenizer.bos_id()
+    return [bos, *ids] if bos and (not ids or ids[0] != bos) else ids
+
+
+def transformers_greedy(python: str, hf_dir: Path, gguf_path: Path, prompts: list[list[int]], tokens: int,
+                        stop_ids: list[int]) -> dict:
+    job = {"hf": str(hf_dir), "gguf": str(gguf_path), "prompts": prompts, "tokens": tokens, "stop_ids": stop_ids}
+    done = subprocess.run([python, str(Path(__file__).parent / "transformers_reads.py")], input=json.dumps(job),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{python} studies/transformers_reads.py failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    """The index of the first token where two continuations differ; None when they are equal."""
+    index = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    return index if index is not None or len(a) == len(b) else min(len(a), len(b))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -35,6 +64,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quant", default="q8_0")
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--transformers-python", help="a Python with torch + transformers: check the files there too")
     args = parser.parse_args(argv)
 
     from reasonlab import xla_defaults
@@ -42,6 +72,7 @@ def main(argv=None) -> None:
     xla_defaults.apply()
     import dataclasses
 
+    import jax.numpy as jnp
     from tunix.models.gemma3 import params_safetensors
 
     from reasonlab.machine import cpu_kind
@@ -68,28 +99,60 @@ def main(argv=None) -> None:
     convert(gguf_path, args.out / "read_back")
     backbone = bundle.base if bundle.lora else bundle.model
     dtype = backbone.embedder.input_embedding.get_value().dtype  # the run's: bf16 or float32
-    config = dataclasses.replace(backbone.config, param_dtype=dtype)
-    model = with_last_token_prefill(params_safetensors.create_model_from_safe_tensors(
-        str(args.out / "read_back"), config, dtype=dtype))
-    after = greedy(ModelBundle(model=model, tokenizer=bundle.tokenizer, preset=bundle.preset, stop_ids=bundle.stop_ids))
+
+    def reloaded(folder: Path, as_dtype):
+        config = dataclasses.replace(backbone.config, param_dtype=as_dtype)
+        model = with_last_token_prefill(params_safetensors.create_model_from_safe_tensors(
+            str(folder), config, dtype=as_dtype))
+        return ModelBundle(model=model, tokenizer=bundle.tokenizer, preset=bundle.preset, stop_ids=bundle.stop_ids)
+
+    after = greedy(reloaded(args.out / "read_back", dtype))
 
     rows = []
     for prompt, a, b in zip(prompts, before, after):
-        ta, tb = bundle.tokenizer.encode(a), bundle.tokenizer.encode(b)
-        first = next((i for i, (x, y) in enumerate(zip(ta, tb)) if x != y), None if len(ta) == len(tb) else min(len(ta), len(tb)))
+        first = first_difference(bundle.tokenizer.encode(a), bundle.tokenizer.encode(b))
         rows.append({"prompt": prompt, "reasonlab": a, "gguf": b, "equal": a == b, "first_difference": first})
     result = {"run": str(args.run), "stage": stage, "quant": args.quant, "dtype": str(dtype), "cpu": cpu_kind(),
               "gguf_bytes": gguf_path.stat().st_size, "equal": sum(r["equal"] for r in rows), "n": len(rows),
               "rows": rows}
+    if args.transformers_python:
+        # float32 on both sides, so a difference is the file's or the reader's, not bf16 rounding
+        exporter(bundle, args.out / "hf", recipe.model.lora or None)
+        ours = {"hf": greedy(reloaded(args.out / "hf", jnp.float32)),
+                "gguf": greedy(reloaded(args.out / "read_back", jnp.float32))}
+        theirs = transformers_greedy(args.transformers_python, args.out / "hf", gguf_path,
+                                     [prompt_ids(bundle.tokenizer, p) for p in prompts], args.tokens,
+                                     list(bundle.stop_ids or []))
+        result["transformers"] = {"versions": theirs["versions"], "dtype": "float32"}
+        for kind in ("hf", "gguf"):
+            for row, text, ids in zip(rows, ours[kind], theirs[kind]):
+                row[f"reasonlab_f32_{kind}"], row[f"transformers_{kind}"] = text, bundle.tokenizer.decode(ids)
+                row[f"transformers_{kind}_first_difference"] = first_difference(bundle.tokenizer.encode(text), ids)
+            result["transformers"][f"{kind}_equal"] = sum(
+                r[f"transformers_{kind}"] == r[f"reasonlab_f32_{kind}"] for r in rows)
     (args.out / "gguf_roundtrip.json").write_text(json.dumps(result, indent=2))
     lines = [f"# GGUF {args.quant} round trip of {args.run} (stage {stage})", "",
              f"CPU: {result['cpu']}; dtype {dtype}; {result['equal']}/{len(rows)} greedy continuations equal "
              f"({args.tokens} tokens); file {result['gguf_bytes'] / 1e6:.0f} MB", "",
              "| # | equal | first differing token | reasonlab | read back from GGUF |", "|---|---|---|---|---|"]
+
+    def cut(text):
+        return text[:120].replace("\n", " ").replace("|", "\\|")
+
     for i, r in enumerate(rows):
-        cut = (lambda t: t[:120].replace("\n", " ").replace("|", "\\|"))
         lines.append(f"| {i} | {'yes' if r['equal'] else 'no'} | {r['first_difference'] if not r['equal'] else ''} "
                      f"| {cut(r['reasonlab'])} | {cut(r['gguf'])} |")
+    if "transformers" in result:
+        t = result["transformers"]
+        lines += ["", f"transformers {t['versions']['transformers']} (torch {t['versions']['torch']}, float32) "
+                  f"decoding the same prompt ids, against reasonlab in float32 on the same file: HF export "
+                  f"{t['hf_equal']}/{len(rows)} equal, GGUF {t['gguf_equal']}/{len(rows)}", "",
+                  "| # | HF: first differing token | GGUF: first differing token | transformers from GGUF |",
+                  "|---|---|---|---|"]
+        for i, r in enumerate(rows):
+            hf, gguf = (r[f"transformers_{k}_first_difference"] for k in ("hf", "gguf"))
+            lines.append(f"| {i} | {'equal' if hf is None else hf} | {'equal' if gguf is None else gguf} "
+                         f"| {cut(r['transformers_gguf'])} |")
     (args.out / "gguf_roundtrip.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

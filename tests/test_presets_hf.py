@@ -7,6 +7,8 @@ GGUF path, then the preset) to the same logits within the quantisation's bound a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +65,18 @@ def write_tokenizer(directory: Path, family: str, special: list[str], settings: 
     return tokenizer.get_vocab_size()
 
 
-def write_checkpoint(directory: Path, family: str) -> dict:
+HF_MODEL_TYPE = {"qwen2": "qwen2", "qwen3": "qwen3", "llama3": "llama"}  # config.json's, as in the real checkpoints
+
+
+def write_checkpoint(directory: Path, family: str, rope_scaling: bool = True, head_dim: int | None = None) -> dict:
     from safetensors.numpy import save_file
 
     _, special, settings, extra = FAMILIES[family]
     directory.mkdir(parents=True)
     vocab = write_tokenizer(directory, family, special, settings)
     rng = np.random.default_rng(0)
-    d, f, h = DIMS["hidden_size"], DIMS["intermediate_size"], DIMS["head_dim"]
+    dims = DIMS | ({"head_dim": head_dim} if head_dim else {})
+    d, f, h = dims["hidden_size"], dims["intermediate_size"], dims["head_dim"]
     n, k = DIMS["num_attention_heads"], DIMS["num_key_value_heads"]
 
     def w(*shape):
@@ -90,8 +96,8 @@ def write_checkpoint(directory: Path, family: str) -> dict:
         if extra == "qk_norm":
             tensors |= {p + "self_attn.q_norm.weight": 1 + w(h), p + "self_attn.k_norm.weight": 1 + w(h)}
     save_file(tensors, str(directory / "model.safetensors"))
-    config = {"model_type": family, "vocab_size": vocab, **DIMS}
-    if family == "llama3":  # Llama 3.2's own scaling (Tunix applies none; GGUF export writes it back)
+    config = {"model_type": HF_MODEL_TYPE[family], "vocab_size": vocab, **dims}
+    if family == "llama3" and rope_scaling:  # Llama 3.2's own scaling (plugins/_rope.py applies it)
         config["rope_scaling"] = LLAMA32_ROPE_SCALING
     (directory / "config.json").write_text(json.dumps(config))
     return tensors
@@ -114,11 +120,9 @@ def load(directory: Path, family: str):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_preset_loads_the_checkpoint_with_its_tokenizer_and_template(tmp_path, family, capsys):
+def test_preset_loads_the_checkpoint_with_its_tokenizer_and_template(tmp_path, family):
     tensors = write_checkpoint(tmp_path / "ckpt", family)
     bundle = load(tmp_path / "ckpt", family)
-    # Tunix's Llama ignores Llama 3.2's rope scaling: the load says so
-    assert ("rope_scaling 'llama3' is not applied" in capsys.readouterr().err) == (family == "llama3")
     np.testing.assert_array_equal(np.asarray(bundle.model.embedder.input_embedding.get_value()),
                                   tensors["model.embed_tokens.weight"])
     tok = bundle.tokenizer
@@ -137,14 +141,96 @@ def test_preset_loads_the_checkpoint_with_its_tokenizer_and_template(tmp_path, f
 @pytest.mark.parametrize("family,lora", [("qwen2", LoraSpec(rank=4, alpha=8.0)), ("qwen3", None),
                                          ("llama3", LoraSpec(rank=4, alpha=8.0))])
 def test_export_reloads_to_the_trained_logits(tmp_path, family, lora):
+    from reasonlab_plugins._gguf import convert
+
+    done = train_and_export(tmp_path, family, lora)
+    bundle, ids, pad, trained = done["bundle"], done["ids"], done["pad"], done["trained"]
+    assert {"model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json"} <= {
+        p.name for p in done["hf"].iterdir()}
+    reloaded = load(done["hf"], family)  # the preset again: the checkpoint's rope included
+    np.testing.assert_allclose(logits(reloaded.model, ids, pad), trained, atol=1e-4, rtol=0)
+
+    # GGUF, read back the way the embedded model is read (reasonlab_plugins._gguf.convert), then
+    # loaded with the family's preset: the same logits (relative to their range) and tokens
+    quant = GGUF_QUANT[family]
+    check_gguf_metadata(done["gguf"], family, quant)
+    convert(done["gguf"], tmp_path / "back")
+    back = load(tmp_path / "back", family)
+    error = np.abs(logits(back.model, ids, pad) - trained).max() / np.ptp(trained)
+    assert error < GGUF_BOUNDS[quant], f"{quant}: logits moved by {error:.2%} of their range"
+    for text in ("Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
+                 bundle.chat_template.render("What is 2 + 3?", "Answer in tags.")):
+        assert back.tokenizer.encode(text) == bundle.tokenizer.encode(text), text
+    assert (back.tokenizer.bos_id(), back.tokenizer.eos_id(), back.tokenizer.pad_id()) == (
+        bundle.tokenizer.bos_id(), bundle.tokenizer.eos_id(), bundle.tokenizer.pad_id())
+    assert back.chat_template.render("hi", "sys") == bundle.chat_template.render("hi", "sys")
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama3"])
+def test_the_checkpoints_rope_is_applied_not_tunixs_default(tmp_path, family):
+    """Tunix 0.1.7's Qwen3 and Llama 3 use rope_theta 1e6 and no scaling whatever the config
+    says: the preset's model (theta 1e4 here, Llama 3.2's scaling for Llama) must differ from
+    Tunix's own at every position but the first, and the routed rope must be exact."""
+    import jax
+    import jax.numpy as jnp
+
+    from reasonlab.private_api import ROPE_FAMILIES
+    from reasonlab_plugins._rope import _router, _scaled_rope
+    from reasonlab_plugins.models_hf import family_modules
+
+    write_checkpoint(tmp_path / "ckpt", family)
+    bundle = load(tmp_path / "ckpt", family)
+    model_module, params_module = family_modules(family)
+    tunix_own = params_module.create_model_from_safe_tensors(str(tmp_path / "ckpt"), bundle.model.config,
+                                                             dtype=np.float32)
+    ids = bundle.tokenizer.encode("Ben gives away 4 of his 9 apples.")
+    ours, theirs = logits(bundle.model, ids, bundle.tokenizer.pad_id()), logits(tunix_own, ids, bundle.tokenizer.pad_id())
+    np.testing.assert_allclose(ours[0, 0], theirs[0, 0], atol=1e-5)  # position 0: no rotation
+    assert np.abs(ours[0, 1:] - theirs[0, 1:]).max() > 1e-3
+
+    assert family in ROPE_FAMILIES and model_module.apply_rope.routed_by_reasonlab
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 5, 2, 16))
+    positions = jnp.arange(5)[None]
+    original = model_module.apply_rope.original
+    # a model that did not opt in gets Tunix's function as it was; the scaled path with no
+    # scaling is Tunix's rotation at that theta
+    np.testing.assert_array_equal(_router(original)(x, positions, 16), original(x, positions, 16))
+    np.testing.assert_allclose(_scaled_rope(x, positions, 16, 1e4, (1.0,) * 8), original(x, positions, 16, 1e4),
+                               atol=1e-6)
+
+
+TRANSFORMERS_PYTHON = os.environ.get("REASONLAB_TRANSFORMERS_PYTHON")
+
+
+@pytest.mark.skipif(not TRANSFORMERS_PYTHON, reason="REASONLAB_TRANSFORMERS_PYTHON names no Python with torch and "
+                    "transformers (benchmarks/README.md: the trl extra's environment)")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_transformers_reads_the_exports(tmp_path, family):
+    """transformers' own loaders, not ours: the HF export gives the trained logits (< 1e-4, float32)
+    and its GGUF reader (which undoes Llama's q/k permutation itself) the same within the quant's
+    bound. Qwen3's head_dim is the real models' 128: transformers' GGUF reader takes it from
+    Qwen3Config's default, not from attention.key_length."""
+    done = train_and_export(tmp_path, family, LoraSpec(rank=4, alpha=8.0), head_dim=128 if family == "qwen3" else None)
+    job = {"hf": str(done["hf"]), "gguf": str(done["gguf"]), "logits_of": done["ids"]}
+    result = subprocess.run([TRANSFORMERS_PYTHON, str(Path(__file__).parents[1] / "studies" / "transformers_reads.py")],
+                            input=json.dumps(job), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    trained = done["trained"][0]
+    np.testing.assert_allclose(np.array(theirs["hf"]), trained, atol=1e-4, rtol=0)
+    error = np.abs(np.array(theirs["gguf"]) - trained).max() / np.ptp(trained)
+    assert error < GGUF_BOUNDS[GGUF_QUANT[family]], f"transformers' GGUF logits moved by {error:.2%} of their range"
+
+
+def train_and_export(tmp_path: Path, family: str, lora, head_dim: int | None = None) -> dict:
+    """A tiny checkpoint, loaded (with LoRA when given), its trainable weights moved as training
+    would, then exported with the preset's exporter to HF (tmp_path/out) and GGUF (tmp_path/gguf)."""
     import jax
     from flax import nnx
 
     from reasonlab.modeling import apply_lora
-    from reasonlab_plugins._gguf import convert
-    from reasonlab_plugins.models_hf import family_modules
 
-    write_checkpoint(tmp_path / "ckpt", family)
+    write_checkpoint(tmp_path / "ckpt", family, head_dim=head_dim)
     bundle = load(tmp_path / "ckpt", family)
     pad = bundle.tokenizer.pad_id()
     ids = bundle.tokenizer.encode("Ben gives away 4 of his 9 apples.")
@@ -156,33 +242,13 @@ def test_export_reloads_to_the_trained_logits(tmp_path, family, lora):
     nnx.update(bundle.model, jax.tree.map(lambda x: x + 0.05 * jax.random.normal(next(keys), x.shape, x.dtype), state))
     trained = logits(bundle.model, ids, pad)
     assert not np.allclose(trained, before, atol=1e-3)
-
     export = __import__("reasonlab.plugins", fromlist=["get_plugins"]).get_plugins().registry("models").info(
         FAMILIES[family][0])["export"]
     export(bundle, tmp_path / "out", lora)
-    assert {"model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json"} <= {
-        p.name for p in (tmp_path / "out").iterdir()}
-    backbone = bundle.base if lora else bundle.model
-    _, params_module = family_modules(family)
-    reloaded = params_module.create_model_from_safe_tensors(str(tmp_path / "out"), backbone.config, dtype=np.float32)
-    np.testing.assert_allclose(logits(reloaded, ids, pad), trained, atol=1e-4, rtol=0)
-
-    # GGUF, read back the way the embedded model is read (reasonlab_plugins._gguf.convert), then
-    # loaded with the family's preset: the same logits (relative to their range) and tokens
     quant = GGUF_QUANT[family]
     export(bundle, tmp_path / "gguf", lora, format="gguf", quant=quant)
-    path = tmp_path / "gguf" / f"model-{quant}.gguf"
-    check_gguf_metadata(path, family, quant)
-    convert(path, tmp_path / "back")
-    back = load(tmp_path / "back", family)
-    error = np.abs(logits(back.model, ids, pad) - trained).max() / np.ptp(trained)
-    assert error < GGUF_BOUNDS[quant], f"{quant}: logits moved by {error:.2%} of their range"
-    for text in ("Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
-                 bundle.chat_template.render("What is 2 + 3?", "Answer in tags.")):
-        assert back.tokenizer.encode(text) == bundle.tokenizer.encode(text), text
-    assert (back.tokenizer.bos_id(), back.tokenizer.eos_id(), back.tokenizer.pad_id()) == (
-        bundle.tokenizer.bos_id(), bundle.tokenizer.eos_id(), bundle.tokenizer.pad_id())
-    assert back.chat_template.render("hi", "sys") == bundle.chat_template.render("hi", "sys")
+    return {"bundle": bundle, "ids": ids, "pad": pad, "trained": trained, "hf": tmp_path / "out",
+            "gguf": tmp_path / "gguf" / f"model-{quant}.gguf"}
 
 
 GGUF_QUANT = {"qwen2": "f16", "qwen3": "q8_0", "llama3": "f16"}
