@@ -161,6 +161,7 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
 
     from reasonlab.machine import resolve_dtype
     from reasonlab.modeling import ModelBundle, single_device_mesh
+    from reasonlab.private_api import ROPE_FAMILIES
     from reasonlab_plugins._rope import checkpoint_rope
 
     config_file = directory / "config.json"
@@ -175,7 +176,7 @@ def load_from_dir(preset: Preset, directory: Path, dtype_name: str | None, mesh=
             model = params_module.create_model_from_safe_tensors(str(directory), config, mesh=mesh, dtype=dtype)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"checkpoint does not fit preset {preset.name!r}: {exc}", where=str(directory)) from exc
-    if preset.family in ("qwen3", "llama3"):
+    if preset.family in ROPE_FAMILIES:
         checkpoint_rope(model, preset.family, config.rope_theta, divisors)
     tokenizer = CheckpointTokenizer(directory)
     return ModelBundle(model=model, tokenizer=tokenizer, preset=preset.name, stop_ids=stop_ids(directory, tokenizer),

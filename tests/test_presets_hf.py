@@ -68,7 +68,7 @@ def write_tokenizer(directory: Path, family: str, special: list[str], settings: 
 HF_MODEL_TYPE = {"qwen2": "qwen2", "qwen3": "qwen3", "llama3": "llama"}  # config.json's, as in the real checkpoints
 
 
-def write_checkpoint(directory: Path, family: str, rope_scaling: bool = True, head_dim: int | None = None) -> dict:
+def write_checkpoint(directory: Path, family: str, head_dim: int | None = None) -> dict:
     from safetensors.numpy import save_file
 
     _, special, settings, extra = FAMILIES[family]
@@ -97,7 +97,7 @@ def write_checkpoint(directory: Path, family: str, rope_scaling: bool = True, he
             tensors |= {p + "self_attn.q_norm.weight": 1 + w(h), p + "self_attn.k_norm.weight": 1 + w(h)}
     save_file(tensors, str(directory / "model.safetensors"))
     config = {"model_type": HF_MODEL_TYPE[family], "vocab_size": vocab, **dims}
-    if family == "llama3" and rope_scaling:  # Llama 3.2's own scaling (plugins/_rope.py applies it)
+    if family == "llama3":  # Llama 3.2's own scaling (plugins/_rope.py applies it)
         config["rope_scaling"] = LLAMA32_ROPE_SCALING
     (directory / "config.json").write_text(json.dumps(config))
     return tensors
@@ -197,6 +197,18 @@ def test_the_checkpoints_rope_is_applied_not_tunixs_default(tmp_path, family):
     np.testing.assert_array_equal(_router(original)(x, positions, 16), original(x, positions, 16))
     np.testing.assert_allclose(_scaled_rope(x, positions, 16, 1e4, (1.0,) * 8), original(x, positions, 16, 1e4),
                                atol=1e-6)
+
+
+def test_a_rope_scaling_the_classes_cannot_apply_is_refused(tmp_path):
+    from reasonlab.errors import ModelError
+
+    write_checkpoint(tmp_path / "ckpt", "qwen2")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="rope_scaling 'yarn' is not supported for qwen2") as error:
+        load(tmp_path / "ckpt", "qwen2")
+    assert "config.json: rope_scaling" in str(error.value.where)
 
 
 TRANSFORMERS_PYTHON = os.environ.get("REASONLAB_TRANSFORMERS_PYTHON")
