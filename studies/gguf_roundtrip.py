@@ -1,6 +1,7 @@
 """Does a trained embedded model survive GGUF export? Greedy text before and after.
 
-    python studies/gguf_roundtrip.py RUN_DIR OUT [--quant q8_0] [--n 5] [--tokens 96] [--transformers-python PY]
+    python studies/gguf_roundtrip.py RUN_DIR OUT [--quant q8_0] [--n 5] [--tokens 96]
+        [--transformers-python PY] [--llama-cpp-python PY]
 
 Takes the run's last finished model (Gemma-3-270M with its LoRA), writes it as GGUF with
 ``reasonlab export``'s own exporter, reads the file back through the embedded model's GGUF path
@@ -11,7 +12,10 @@ Takes the run's last finished model (Gemma-3-270M with its LoRA), writes it as G
 With ``--transformers-python PY`` (an environment with torch and transformers, e.g. the ``trl``
 extra's), the model is also exported as HF safetensors, and transformers decodes the same
 prompt ids greedily from that folder and from the GGUF file (studies/transformers_reads.py,
-float32): a check of both files by a reader that is not ours.
+float32): a check of both files by a reader that is not ours. With ``--llama-cpp-python PY``
+(an environment with llama-cpp-python), llama.cpp itself runs the GGUF file greedily on the
+same prompt ids and tokenises the prompt texts from the file's vocabulary
+(studies/llama_cpp_reads.py).
 """
 
 from __future__ import annotations
@@ -41,13 +45,12 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return [bos, *ids] if bos and (not ids or ids[0] != bos) else ids
 
 
-def transformers_greedy(python: str, hf_dir: Path, gguf_path: Path, prompts: list[list[int]], tokens: int,
-                        stop_ids: list[int]) -> dict:
-    job = {"hf": str(hf_dir), "gguf": str(gguf_path), "prompts": prompts, "tokens": tokens, "stop_ids": stop_ids}
-    done = subprocess.run([python, str(Path(__file__).parent / "transformers_reads.py")], input=json.dumps(job),
+def read_elsewhere(python: str, script: str, job: dict) -> dict:
+    """Run ``studies/SCRIPT`` (a reader that is not ours) under another Python on one JSON job."""
+    done = subprocess.run([python, str(Path(__file__).parent / script)], input=json.dumps(job),
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{python} studies/transformers_reads.py failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{python} studies/{script} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -65,6 +68,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--transformers-python", help="a Python with torch + transformers: check the files there too")
+    parser.add_argument("--llama-cpp-python", help="a Python with llama-cpp-python: run the GGUF in llama.cpp too")
     args = parser.parse_args(argv)
 
     from reasonlab import xla_defaults
@@ -115,14 +119,30 @@ def main(argv=None) -> None:
     result = {"run": str(args.run), "stage": stage, "quant": args.quant, "dtype": str(dtype), "cpu": cpu_kind(),
               "gguf_bytes": gguf_path.stat().st_size, "equal": sum(r["equal"] for r in rows), "n": len(rows),
               "rows": rows}
+    # other readers are compared in float32 on both sides, so a difference is the file's or the
+    # reader's, not bf16 rounding
+    ids = [prompt_ids(bundle.tokenizer, p) for p in prompts]
+    stop_ids = list(bundle.stop_ids or [])
+    ours = {"gguf": greedy(reloaded(args.out / "read_back", jnp.float32))} if (
+        args.transformers_python or args.llama_cpp_python) else {}
+    if args.llama_cpp_python:
+        theirs = read_elsewhere(args.llama_cpp_python, "llama_cpp_reads.py",
+                                {"gguf": str(gguf_path), "prompts": ids, "tokens": args.tokens,
+                                 "stop_ids": stop_ids, "texts": prompts})
+        result["llama_cpp"] = {"versions": theirs["versions"],
+                               "same_tokens": sum(a == b for a, b in zip(ids, theirs["tokens"]))}
+        for row, text, new_ids, tokens in zip(rows, ours["gguf"], theirs["greedy"], theirs["tokens"]):
+            row["reasonlab_f32_gguf"], row["llama_cpp"] = text, bundle.tokenizer.decode(new_ids)
+            row["llama_cpp_first_difference"] = first_difference(bundle.tokenizer.encode(text), new_ids)
+            row["llama_cpp_same_tokens"] = tokens == prompt_ids(bundle.tokenizer, row["prompt"])
+        result["llama_cpp"]["equal"] = sum(r["llama_cpp"] == r["reasonlab_f32_gguf"] for r in rows)
+        result["llama_cpp"]["equal_to_reasonlab_run_dtype"] = sum(r["llama_cpp"] == r["reasonlab"] for r in rows)
     if args.transformers_python:
-        # float32 on both sides, so a difference is the file's or the reader's, not bf16 rounding
         exporter(bundle, args.out / "hf", recipe.model.lora or None)
-        ours = {"hf": greedy(reloaded(args.out / "hf", jnp.float32)),
-                "gguf": greedy(reloaded(args.out / "read_back", jnp.float32))}
-        theirs = transformers_greedy(args.transformers_python, args.out / "hf", gguf_path,
-                                     [prompt_ids(bundle.tokenizer, p) for p in prompts], args.tokens,
-                                     list(bundle.stop_ids or []))
+        ours["hf"] = greedy(reloaded(args.out / "hf", jnp.float32))
+        theirs = read_elsewhere(args.transformers_python, "transformers_reads.py",
+                                {"hf": str(args.out / "hf"), "gguf": str(gguf_path), "prompts": ids,
+                                 "tokens": args.tokens, "stop_ids": stop_ids})
         result["transformers"] = {"versions": theirs["versions"], "dtype": "float32"}
         for kind in ("hf", "gguf"):
             for row, text, ids in zip(rows, ours[kind], theirs[kind]):
@@ -153,6 +173,18 @@ def main(argv=None) -> None:
             hf, gguf = (r[f"transformers_{k}_first_difference"] for k in ("hf", "gguf"))
             lines.append(f"| {i} | {'equal' if hf is None else hf} | {'equal' if gguf is None else gguf} "
                          f"| {cut(r['transformers_gguf'])} |")
+    if "llama_cpp" in result:
+        t = result["llama_cpp"]
+        lines += ["", f"llama.cpp (llama-cpp-python {t['versions']['llama_cpp_python']}, greedy) running the GGUF "
+                  f"file on the same prompt ids, against reasonlab in float32 on the file read back: "
+                  f"{t['equal']}/{len(rows)} equal ({t['equal_to_reasonlab_run_dtype']}/{len(rows)} against the "
+                  f"run's {dtype}); llama.cpp's tokenisation of the prompt texts equals ours in "
+                  f"{t['same_tokens']}/{len(rows)}", "",
+                  "| # | first differing token | same prompt tokens | llama.cpp |", "|---|---|---|---|"]
+        for i, r in enumerate(rows):
+            first = r["llama_cpp_first_difference"]
+            lines.append(f"| {i} | {'equal' if first is None else first} | "
+                         f"{'yes' if r['llama_cpp_same_tokens'] else 'no'} | {cut(r['llama_cpp'])} |")
     (args.out / "gguf_roundtrip.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

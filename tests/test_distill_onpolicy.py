@@ -72,16 +72,23 @@ rollout_log_every = 8
 '''
 
 
-@pytest.mark.slow
-def test_the_students_reverse_kl_to_the_teacher_falls(tmp_path):
+def run_distill(tmp_path, teacher):
+    """The distill stage with ``teacher`` (a preset of TEACHER's plugin) as a tiny recipe: the
+    finished process and the runs folder."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "teacher.py").write_text(textwrap.dedent(TEACHER))
     recipe = tmp_path / "opd.toml"
-    recipe.write_text(tiny_recipe("opd", STAGE.format(teacher="tiny_teacher"), seed=3))
+    recipe.write_text(tiny_recipe("opd", STAGE.format(teacher=teacher), seed=3))
     runs = tmp_path / "runs"
     result = reasonlab("--plugins-dir", plugins, "run", recipe, "--no-progress", "--runs-dir", runs,
                        env={"WANDB_MODE": "disabled"})
+    return result, runs
+
+
+@pytest.mark.slow
+def test_the_students_reverse_kl_to_the_teacher_falls(tmp_path):
+    result, runs = run_distill(tmp_path, "tiny_teacher")
     assert result.returncode == 0, result.stderr[-3000:]
     run = run_dir_of(runs, "opd")
     kl = [r["train/distill/reverse_kl"] for r in read_metrics(run) if "train/distill/reverse_kl" in r]
@@ -113,14 +120,7 @@ def test_a_teacher_with_another_tokenizer_stops_the_run_with_the_key(tmp_path):
     no traceback), and the run stays resumable with another teacher."""
     import json
 
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "teacher.py").write_text(textwrap.dedent(TEACHER))
-    recipe = tmp_path / "opd.toml"
-    recipe.write_text(tiny_recipe("opd", STAGE.format(teacher="tiny_other_tokenizer"), seed=3))
-    runs = tmp_path / "runs"
-    result = reasonlab("--plugins-dir", plugins, "run", recipe, "--no-progress", "--runs-dir", runs,
-                       env={"WANDB_MODE": "disabled"})
+    result, runs = run_distill(tmp_path, "tiny_other_tokenizer")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "stages.distill.teacher" in result.stderr and "does not share the student's tokenizer" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,7 +1,7 @@
 """Qwen2.5, Qwen3 and Llama 3.2 presets: a tiny random checkpoint of each family, written in the
 Hugging Face on-disk format here (config.json, safetensors, tokenizer.json, tokenizer_config.json
-with a chat template), loads through Tunix's classes, takes LoRA SFT steps in a real run, and
-exports back to safetensors that reload to the same logits, and to GGUF that reads back (our
+with a chat template), loads through Tunix's classes, takes LoRA SFT and GRPO steps in real runs
+(its log-probs on our lean path or Tunix's), and exports back to safetensors that reload to the same logits, and to GGUF that reads back (our
 GGUF path, then the preset) to the same logits within the quantisation's bound and the same tokens."""
 
 from __future__ import annotations
@@ -309,3 +309,54 @@ def test_a_lora_sft_run_trains_and_exports(tmp_path, family="qwen2"):
                          timeout=300)
     assert exported.returncode == 0, exported.stderr[-3000:]
     check_gguf_metadata(tmp_path / "gguf" / "model-q8_0.gguf", family, "q8_0")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_lean_log_probs_apply_or_fall_back_to_tunixs(tmp_path, family):
+    """Qwen (tied head, ``output_hidden_states``) takes reasonlab's lean log-prob path and gives
+    Tunix's values; Tunix's Llama 3 has no ``output_hidden_states``, so the GRPO stage falls back
+    to Tunix's own function there (``logprobs.supported`` decides, README's model table says so)."""
+    import jax.numpy as jnp
+    from flax import nnx
+    from tunix.rl import common
+
+    from reasonlab import logprobs
+
+    write_checkpoint(tmp_path / "ckpt", family)
+    bundle = load(tmp_path / "ckpt", family)
+    tok = bundle.tokenizer
+    pad, eos = tok.pad_id(), tok.eos_id()
+    prompts = [tok.encode("Ana has 3 apples."), tok.encode("What is 2 + 3?")]
+    completions = [tok.encode(" 5 apples") + [eos], tok.encode(" It is 5")]
+    width, length = max(map(len, prompts)), max(map(len, completions))
+    prompt_ids = jnp.array([[pad] * (width - len(p)) + p for p in prompts])  # left padding, as rollouts give
+    completion_ids = jnp.array([c + [pad] * (length - len(c)) for c in completions])
+    graphdef, state = nnx.split(bundle.model)
+    expected = common.compute_per_token_logps(graphdef, state, prompt_ids, completion_ids, pad, eos,
+                                              stop_gradient=True)
+    assert logprobs.supported(bundle.model) == (family != "llama3")
+    if family != "llama3":
+        ours, _ = logprobs.completion_logps(bundle.model, prompt_ids, completion_ids, pad, eos)
+        scored = np.asarray(completion_ids != pad)  # what the loss sees; pad positions are masked out
+        np.testing.assert_allclose(np.asarray(ours)[scored], np.asarray(expected)[scored], rtol=1e-5, atol=1e-5)
+        assert not np.allclose(ours[0], ours[1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_grpo_run_trains_on_each_family(tmp_path, family):
+    """The quickstart's GRPO stage on each family's checkpoint: rollouts through Tunix's sampler
+    with the checkpoint's stop and pad ids, rewards scored, LoRA updates that move the loss
+    (Qwen on the lean log-prob path, Llama on Tunix's)."""
+    write_checkpoint(tmp_path / "ckpt", family)
+    result = reasonlab("run", QUICKSTART, "-p", "tiny", "--no-progress", "--runs-dir", tmp_path / "runs",
+                       f"model.preset={FAMILIES[family][0]}", f"model.path={tmp_path / 'ckpt'}", "model.dtype=float32",
+                       "model.lora={rank=4,alpha=8.0}", "stages.sft.enabled=false", "stages.eval_base.enabled=false",
+                       "stages.eval.enabled=false", "stages.grpo.steps=2", "stages.grpo.max_prompt_tokens=1024",
+                       "stages.grpo.eval_options.max_prompt_tokens=1024", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = next((tmp_path / "runs").glob("*/*"))
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/actor/loss"] for r in records if "train/actor/loss" in r]
+    assert len(losses) == 2 and all(np.isfinite(losses)), losses
+    rollouts = [json.loads(line) for line in (run_dir / "stages/grpo/rollouts.jsonl").read_text().splitlines()]
+    assert rollouts and any(r["completion"] for r in rollouts)

@@ -1,0 +1,44 @@
+"""llama.cpp runs our GGUF export: greedy continuations and tokenisation, through llama-cpp-python.
+
+Runs in an environment where ``llama-cpp-python`` is installed (it builds llama.cpp from source:
+a C/C++ compiler and cmake; README "Use your model"). ``studies/gguf_roundtrip.py
+--llama-cpp-python PY`` calls it. Reads one JSON object on stdin::
+
+    {"gguf": FILE, "prompts": [[ids]], "tokens": N, "stop_ids": [ids], "texts": [str]}
+
+and prints ``{"versions": ..., "greedy": [[ids]], "tokens": [[ids]]}``: per prompt the new
+tokens without the stop token (temperature 0: llama.cpp's greedy sampler, no repeat penalty),
+and per text llama.cpp's own tokenisation of it from the file's vocabulary (with the BOS the
+file asks for, control tokens parsed). Prompt ids go in directly, so the continuation checks the
+weights and the architecture; the tokenisation checks the vocabulary metadata on its own.
+"""
+
+import json
+import os
+import sys
+
+import llama_cpp
+
+
+def greedy(model, ids: list[int], tokens: int, stop_ids: list[int]) -> list[int]:
+    out = []
+    for token in model.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+        if token in stop_ids or len(out) == tokens:
+            break
+        out.append(token)
+    return out
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    context = max(len(p) for p in job["prompts"]) + job["tokens"] + 8
+    model = llama_cpp.Llama(model_path=job["gguf"], n_ctx=context, n_threads=os.cpu_count() or 1,
+                            seed=0, verbose=False)
+    result = {"versions": {"llama_cpp_python": llama_cpp.__version__},
+              "greedy": [greedy(model, p, job["tokens"], job["stop_ids"]) for p in job["prompts"]],
+              "tokens": [model.tokenize(t.encode("utf-8"), add_bos=True, special=True) for t in job.get("texts", [])]}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
