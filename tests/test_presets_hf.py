@@ -234,6 +234,35 @@ def test_transformers_reads_the_exports(tmp_path, family):
     assert error < GGUF_BOUNDS[GGUF_QUANT[family]], f"transformers' GGUF logits moved by {error:.2%} of their range"
 
 
+
+LLAMA_CPP_PYTHON = os.environ.get("REASONLAB_LLAMA_CPP_PYTHON")
+
+
+@pytest.mark.skipif(not LLAMA_CPP_PYTHON, reason="REASONLAB_LLAMA_CPP_PYTHON names no Python with llama-cpp-python "
+                    "(README: Use your model)")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_llama_cpp_runs_the_gguf_exports(tmp_path, family):
+    """llama.cpp itself, through llama-cpp-python: the GGUF export gives the trained logits within
+    the quant's bound, and llama.cpp's tokeniser, built from the file's metadata alone, splits
+    text (the chat template's control tokens included) as the checkpoint's tokenizer.json does."""
+    done = train_and_export(tmp_path, family, LoraSpec(rank=4, alpha=8.0))
+    tok = done["bundle"].tokenizer
+    texts = ["Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
+             done["bundle"].chat_template.render("What is 2 + 3?", "Answer in tags.")]
+    job = {"gguf": str(done["gguf"]), "logits_of": done["ids"], "texts": texts}
+    result = subprocess.run([LLAMA_CPP_PYTHON, str(Path(__file__).parents[1] / "studies" / "llama_cpp_reads.py")],
+                            input=json.dumps(job), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    trained = done["trained"][0]
+    error = np.abs(np.array(theirs["logits"]) - trained).max() / np.ptp(trained)
+    assert error < GGUF_BOUNDS[GGUF_QUANT[family]], f"llama.cpp's logits moved by {error:.2%} of their range"
+    bos = [tok.bos_id()] if tok.bos_id() is not None else []
+    for text, ids in zip(texts, theirs["tokens"]):
+        ours = tok.encode(text)
+        assert ids == (ours if ours[:1] == bos else bos + ours), text
+
+
 def train_and_export(tmp_path: Path, family: str, lora, head_dim: int | None = None) -> dict:
     """A tiny checkpoint, loaded (with LoRA when given), its trainable weights moved as training
     would, then exported with the preset's exporter to HF (tmp_path/out) and GGUF (tmp_path/gguf)."""
