@@ -163,6 +163,10 @@ def sentencepiece_model(reader) -> bytes:
     scores = [float(s[0]) for s in _field(reader, "tokenizer.ggml.scores")]
     types = [int(t[0]) for t in _field(reader, "tokenizer.ggml.token_type")]
     special = {int(_field(reader, f"tokenizer.ggml.{k}_token_id")[0][0]) for k in ("bos", "eos", "padding")}
+    # llama.cpp's converter stores Gemma's <unk> as a CONTROL token; SentencePiece needs it UNKNOWN
+    # (else unk_id() is -1, which no GGUF field can hold when the model is exported again)
+    unknown = (int(_field(reader, "tokenizer.ggml.unknown_token_id")[0][0])
+               if "tokenizer.ggml.unknown_token_id" in reader.fields else None)
     proto = spm_pb2.ModelProto()
     proto.trainer_spec.model_type = spm_pb2.TrainerSpec.BPE
     proto.trainer_spec.vocab_size = len(tokens)
@@ -180,7 +184,9 @@ def sentencepiece_model(reader) -> bytes:
         if kind == 4 and piece and not piece.strip(" "):
             piece = piece.replace(" ", "\u2581")  # whitespace-only user tokens are stored with real spaces
         entry.piece, entry.score = piece, score
-        if kind == 3:
+        if index == unknown:
+            entry.type = kinds.UNKNOWN
+        elif kind == 3:
             entry.type = kinds.CONTROL if index in special else kinds.USER_DEFINED
         else:
             entry.type = {1: kinds.NORMAL, 2: kinds.UNKNOWN, 4: kinds.USER_DEFINED, 5: kinds.UNUSED, 6: kinds.BYTE}.get(kind, kinds.NORMAL)
@@ -356,10 +362,10 @@ def add_sentencepiece_tokenizer(writer, tokenizer, source_dir: Path | None) -> N
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
-    writer.add_bos_token_id(tokenizer.bos_id())
-    writer.add_eos_token_id(tokenizer.eos_id())
-    writer.add_unk_token_id(tokenizer.unk_id())
-    writer.add_pad_token_id(tokenizer.pad_id())
+    for add, token_id in ((writer.add_bos_token_id, tokenizer.bos_id()), (writer.add_eos_token_id, tokenizer.eos_id()),
+                          (writer.add_unk_token_id, tokenizer.unk_id()), (writer.add_pad_token_id, tokenizer.pad_id())):
+        if token_id is not None and token_id >= 0:  # SentencePiece says -1 for a role no piece has
+            add(token_id)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(bool(proto.normalizer_spec.add_dummy_prefix))

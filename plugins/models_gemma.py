@@ -25,7 +25,7 @@ from reasonlab_plugins._gguf import convert
 from reasonlab_plugins.models_checkpoint import GEMMA_LORA_MODULES, export_gemma
 from reasonlab.errors import ModelError
 
-CACHE_VERSION = "2"  # 2: tokenizer_config.json names the GGUF's control tokens
+CACHE_VERSION = "3"  # 2: tokenizer_config.json names the GGUF's control tokens; 3: <unk> is UNKNOWN
 STOP_IDS = [1, 106]  # <eos>, <end_of_turn>
 
 def cache_dir() -> Path:

@@ -129,7 +129,8 @@ def main(argv=None) -> None:
         theirs = read_elsewhere(args.llama_cpp_python, "llama_cpp_reads.py",
                                 {"gguf": str(gguf_path), "prompts": ids, "tokens": args.tokens,
                                  "stop_ids": stop_ids, "texts": prompts})
-        result["llama_cpp"] = {"versions": theirs["versions"],
+        result["llama_cpp"] = {"versions": theirs["versions"], "seconds": theirs["seconds"],
+                               "new_tokens": sum(map(len, theirs["greedy"])),
                                "same_tokens": sum(a == b for a, b in zip(ids, theirs["tokens"]))}
         for row, text, new_ids, tokens in zip(rows, ours["gguf"], theirs["greedy"], theirs["tokens"]):
             row["reasonlab_f32_gguf"], row["llama_cpp"] = text, bundle.tokenizer.decode(new_ids)
@@ -179,7 +180,7 @@ def main(argv=None) -> None:
                   f"file on the same prompt ids, against reasonlab in float32 on the file read back: "
                   f"{t['equal']}/{len(rows)} equal ({t['equal_to_reasonlab_run_dtype']}/{len(rows)} against the "
                   f"run's {dtype}); llama.cpp's tokenisation of the prompt texts equals ours in "
-                  f"{t['same_tokens']}/{len(rows)}", "",
+                  f"{t['same_tokens']}/{len(rows)}; {t['new_tokens']} tokens in {t['seconds']:.1f} s, one prompt at a time", "",
                   "| # | first differing token | same prompt tokens | llama.cpp |", "|---|---|---|---|"]
         for i, r in enumerate(rows):
             first = r["llama_cpp_first_difference"]

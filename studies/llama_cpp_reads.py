@@ -7,7 +7,7 @@ a C/C++ compiler and cmake; README "Use your model"). ``studies/gguf_roundtrip.p
     {"gguf": FILE, "prompts": [[ids]], "tokens": N, "stop_ids": [ids], "texts": [str]}   # greedy
     {"gguf": FILE, "logits_of": [ids], "texts": [str]}                                   # logits
 
-and prints ``{"versions": ..., "greedy": [[ids]] or "logits": [[floats]], "tokens": [[ids]]}``:
+and prints ``{"versions": ..., "greedy": [[ids]] and "seconds" or "logits": [[floats]], "tokens": [[ids]]}``:
 per prompt the new tokens without the stop token (temperature 0: llama.cpp's greedy sampler,
 no repeat penalty), or the logits at every position of ``logits_of``; and per text llama.cpp's
 own tokenisation of it from the file's vocabulary (with the BOS the file asks for, control
@@ -18,6 +18,7 @@ weights and the architecture; the tokenisation checks the vocabulary metadata on
 import json
 import os
 import sys
+import time
 
 import llama_cpp
 
@@ -43,7 +44,9 @@ def main() -> None:
         model.eval(logits_of)
         result["logits"] = model.scores[: len(logits_of)].tolist()
     else:
+        start = time.perf_counter()
         result["greedy"] = [greedy(model, p, job["tokens"], job["stop_ids"]) for p in job["prompts"]]
+        result["seconds"] = time.perf_counter() - start  # prefill and decode of all prompts, one at a time
     print(json.dumps(result))
 
 

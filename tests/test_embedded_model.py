@@ -34,6 +34,9 @@ def test_tokenizer_matches_recorded_ids_and_round_trips(bundle):
     text = "<reasoning>12 + 7 = 19, then 19 * 3 = 57.</reasoning><answer>57</answer>"
     assert tok.decode(tok.encode(text)) == text
     assert len(tok.encode("1234")) == 4  # digits split one per token
+    # <unk> is CONTROL in the GGUF; read back it must be SentencePiece's UNKNOWN, or unk_id() is -1
+    # and the model cannot be exported again (a GGUF id field is unsigned)
+    assert tok.unk_id() == 3
 
 
 def test_next_token_logits_match_transformers(bundle):

@@ -245,3 +245,22 @@ def test_g_rar_split_mesh_judge_on_its_own_devices(tmp_path):
     judged = [r for r in records if r["stage"] == "grpo" and "reward/rubric_judge/seconds" in r]
     assert len(judged) == 2  # the judge scored both steps' rollouts
     assert len(losses(run_dir_of(runs, "g_rar"), "grpo", "train/actor/grad_norm")) == 2
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama3"])
+def test_a_qwen_or_llama_checkpoint_shards_and_trains_as_on_one_device(tmp_path, family):
+    """The Qwen and Llama presets on a 2 × 2 mesh: weights split over the four devices, SFT losses
+    and GRPO updates equal one device's (Qwen3 on the lean log-prob path, Llama 3 on Tunix's,
+    both with the checkpoint's rope routed through plugins/_rope.py)."""
+    from test_presets_hf import FAMILIES, write_checkpoint
+
+    write_checkpoint(tmp_path / "ckpt", family)
+    model = (f"model.preset={FAMILIES[family][0]}", f"model.path={tmp_path / 'ckpt'}", "model.dtype=float32",
+             "stages.sft.max_prompt_tokens=512", "stages.grpo.max_prompt_tokens=512")
+    one = run_tiny(tmp_path, 1, *model, name="one")
+    run = run_tiny(tmp_path, 4, *model, "mesh.shape={fsdp=2,tp=2}", name="four")
+    assert_sharded(shardings(run, "grpo"), 4)
+    assert losses(run, "sft") == pytest.approx(losses(one, "sft"), rel=1e-4)
+    for key in ("train/actor/grad_norm", "train/completions/mean_length", "train/actor/loss"):
+        sharded, single = losses(run, "grpo", key), losses(one, "grpo", key)
+        assert len(sharded) >= 2 and sharded == pytest.approx(single, rel=1e-3, abs=1e-6), key
