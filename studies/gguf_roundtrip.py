@@ -129,15 +129,16 @@ def main(argv=None) -> None:
         theirs = read_elsewhere(args.llama_cpp_python, "llama_cpp_reads.py",
                                 {"gguf": str(gguf_path), "prompts": ids, "tokens": args.tokens,
                                  "stop_ids": stop_ids, "texts": prompts})
-        result["llama_cpp"] = {"versions": theirs["versions"], "seconds": theirs["seconds"],
-                               "new_tokens": sum(map(len, theirs["greedy"])),
-                               "same_tokens": sum(a == b for a, b in zip(ids, theirs["tokens"]))}
-        for row, text, new_ids, tokens in zip(rows, ours["gguf"], theirs["greedy"], theirs["tokens"]):
+        for row, text, new_ids, ours_ids, theirs_ids in zip(rows, ours["gguf"], theirs["greedy"], ids,
+                                                            theirs["tokens"]):
             row["reasonlab_f32_gguf"], row["llama_cpp"] = text, bundle.tokenizer.decode(new_ids)
             row["llama_cpp_first_difference"] = first_difference(bundle.tokenizer.encode(text), new_ids)
-            row["llama_cpp_same_tokens"] = tokens == prompt_ids(bundle.tokenizer, row["prompt"])
-        result["llama_cpp"]["equal"] = sum(r["llama_cpp"] == r["reasonlab_f32_gguf"] for r in rows)
-        result["llama_cpp"]["equal_to_reasonlab_run_dtype"] = sum(r["llama_cpp"] == r["reasonlab"] for r in rows)
+            row["llama_cpp_same_tokens"] = ours_ids == theirs_ids
+        result["llama_cpp"] = {"versions": theirs["versions"], "seconds": theirs["seconds"],
+                               "new_tokens": sum(map(len, theirs["greedy"])),
+                               "same_tokens": sum(r["llama_cpp_same_tokens"] for r in rows),
+                               "equal": sum(r["llama_cpp"] == r["reasonlab_f32_gguf"] for r in rows),
+                               "equal_to_reasonlab_run_dtype": sum(r["llama_cpp"] == r["reasonlab"] for r in rows)}
     if args.transformers_python:
         exporter(bundle, args.out / "hf", recipe.model.lora or None)
         ours["hf"] = greedy(reloaded(args.out / "hf", jnp.float32))
@@ -146,9 +147,9 @@ def main(argv=None) -> None:
                                  "tokens": args.tokens, "stop_ids": stop_ids})
         result["transformers"] = {"versions": theirs["versions"], "dtype": "float32"}
         for kind in ("hf", "gguf"):
-            for row, text, ids in zip(rows, ours[kind], theirs[kind]):
-                row[f"reasonlab_f32_{kind}"], row[f"transformers_{kind}"] = text, bundle.tokenizer.decode(ids)
-                row[f"transformers_{kind}_first_difference"] = first_difference(bundle.tokenizer.encode(text), ids)
+            for row, text, new_ids in zip(rows, ours[kind], theirs[kind]):
+                row[f"reasonlab_f32_{kind}"], row[f"transformers_{kind}"] = text, bundle.tokenizer.decode(new_ids)
+                row[f"transformers_{kind}_first_difference"] = first_difference(bundle.tokenizer.encode(text), new_ids)
             result["transformers"][f"{kind}_equal"] = sum(
                 r[f"transformers_{kind}"] == r[f"reasonlab_f32_{kind}"] for r in rows)
     (args.out / "gguf_roundtrip.json").write_text(json.dumps(result, indent=2))

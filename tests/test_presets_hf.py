@@ -1,8 +1,9 @@
 """Qwen2.5, Qwen3 and Llama 3.2 presets: a tiny random checkpoint of each family, written in the
 Hugging Face on-disk format here (config.json, safetensors, tokenizer.json, tokenizer_config.json
 with a chat template), loads through Tunix's classes, takes LoRA SFT and GRPO steps in real runs
-(its log-probs on our lean path or Tunix's), and exports back to safetensors that reload to the same logits, and to GGUF that reads back (our
-GGUF path, then the preset) to the same logits within the quantisation's bound and the same tokens."""
+(its log-probs on our lean path or Tunix's), and exports back to safetensors that reload to the
+same logits, and to GGUF that reads back (our GGUF path, then the preset) to the same logits
+within the quantisation's bound and the same tokens."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUICKSTART, reasonlab
+from conftest import QUICKSTART, read_metrics, reasonlab, run_dir_of
 
 from reasonlab.schema import LoraSpec, ModelSpec
 
@@ -112,6 +113,20 @@ def logits(model, ids, pad):
     return np.asarray(out, dtype=np.float32)
 
 
+def tokenizer_texts(bundle) -> list[str]:
+    """Digits, runs of spaces, non-ASCII and the rendered chat template (its control tokens)."""
+    return ["Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
+            bundle.chat_template.render("What is 2 + 3?", "Answer in tags.")]
+
+
+def read_elsewhere(python: str, script: str, job: dict) -> dict:
+    """``studies/SCRIPT`` (transformers' or llama.cpp's reader) under another Python, on one JSON job."""
+    result = subprocess.run([python, str(Path(__file__).parents[1] / "studies" / script)], input=json.dumps(job),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def load(directory: Path, family: str):
     from reasonlab.plugins import get_plugins
 
@@ -158,8 +173,7 @@ def test_export_reloads_to_the_trained_logits(tmp_path, family, lora):
     back = load(tmp_path / "back", family)
     error = np.abs(logits(back.model, ids, pad) - trained).max() / np.ptp(trained)
     assert error < GGUF_BOUNDS[quant], f"{quant}: logits moved by {error:.2%} of their range"
-    for text in ("Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
-                 bundle.chat_template.render("What is 2 + 3?", "Answer in tags.")):
+    for text in tokenizer_texts(bundle):
         assert back.tokenizer.encode(text) == bundle.tokenizer.encode(text), text
     assert (back.tokenizer.bos_id(), back.tokenizer.eos_id(), back.tokenizer.pad_id()) == (
         bundle.tokenizer.bos_id(), bundle.tokenizer.eos_id(), bundle.tokenizer.pad_id())
@@ -223,16 +237,12 @@ def test_transformers_reads_the_exports(tmp_path, family):
     bound. Qwen3's head_dim is the real models' 128: transformers' GGUF reader takes it from
     Qwen3Config's default, not from attention.key_length."""
     done = train_and_export(tmp_path, family, LoraSpec(rank=4, alpha=8.0), head_dim=128 if family == "qwen3" else None)
-    job = {"hf": str(done["hf"]), "gguf": str(done["gguf"]), "logits_of": done["ids"]}
-    result = subprocess.run([TRANSFORMERS_PYTHON, str(Path(__file__).parents[1] / "studies" / "transformers_reads.py")],
-                            input=json.dumps(job), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    theirs = read_elsewhere(TRANSFORMERS_PYTHON, "transformers_reads.py",
+                            {"hf": str(done["hf"]), "gguf": str(done["gguf"]), "logits_of": done["ids"]})
     trained = done["trained"][0]
     np.testing.assert_allclose(np.array(theirs["hf"]), trained, atol=1e-4, rtol=0)
     error = np.abs(np.array(theirs["gguf"]) - trained).max() / np.ptp(trained)
     assert error < GGUF_BOUNDS[GGUF_QUANT[family]], f"transformers' GGUF logits moved by {error:.2%} of their range"
-
 
 
 LLAMA_CPP_PYTHON = os.environ.get("REASONLAB_LLAMA_CPP_PYTHON")
@@ -247,13 +257,9 @@ def test_llama_cpp_runs_the_gguf_exports(tmp_path, family):
     text (the chat template's control tokens included) as the checkpoint's tokenizer.json does."""
     done = train_and_export(tmp_path, family, LoraSpec(rank=4, alpha=8.0))
     tok = done["bundle"].tokenizer
-    texts = ["Ana has 3 apples and buys 12345 more.", "  two  spaces\nand a line", "größer 1/2 café",
-             done["bundle"].chat_template.render("What is 2 + 3?", "Answer in tags.")]
-    job = {"gguf": str(done["gguf"]), "logits_of": done["ids"], "texts": texts}
-    result = subprocess.run([LLAMA_CPP_PYTHON, str(Path(__file__).parents[1] / "studies" / "llama_cpp_reads.py")],
-                            input=json.dumps(job), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    texts = tokenizer_texts(done["bundle"])
+    theirs = read_elsewhere(LLAMA_CPP_PYTHON, "llama_cpp_reads.py",
+                            {"gguf": str(done["gguf"]), "logits_of": done["ids"], "texts": texts})
     trained = done["trained"][0]
     error = np.abs(np.array(theirs["logits"]) - trained).max() / np.ptp(trained)
     assert error < GGUF_BOUNDS[GGUF_QUANT[family]], f"llama.cpp's logits moved by {error:.2%} of their range"
@@ -383,9 +389,8 @@ def test_a_grpo_run_trains_on_each_family(tmp_path, family):
                        "stages.eval.enabled=false", "stages.grpo.steps=2", "stages.grpo.max_prompt_tokens=1024",
                        "stages.grpo.eval_options.max_prompt_tokens=1024", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = next((tmp_path / "runs").glob("*/*"))
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["train/actor/loss"] for r in records if "train/actor/loss" in r]
+    run_dir = run_dir_of(tmp_path / "runs", "quickstart")
+    losses = [r["train/actor/loss"] for r in read_metrics(run_dir) if "train/actor/loss" in r]
     assert len(losses) == 2 and all(np.isfinite(losses)), losses
     rollouts = [json.loads(line) for line in (run_dir / "stages/grpo/rollouts.jsonl").read_text().splitlines()]
     assert rollouts and any(r["completion"] for r in rollouts)
