@@ -141,6 +141,16 @@ def training_batches(records, cfg, seed: int, should_stop=lambda: False, endless
         yield from grain.MapDataset.source(chosen).batch(cfg.batch_size)
 
 
+def first_drawn(batches):
+    """``batches`` with its first batch already drawn, or None when there is none. Tunix's RL
+    learner takes its first batch with a bare ``next()``, so an iterator that a stop ended before
+    the first step would escape from it as ``StopIteration`` instead of a clean interruption."""
+    import itertools
+
+    first = next(batches, None)
+    return None if first is None else itertools.chain([first], batches)
+
+
 # Schulman's estimators of KL(policy || reference) per sampled token, by Tunix's names
 KL_LOSS_MODES = {"k1": "kl", "k2": "mse_kl", "k3": "low_var_kl"}
 
@@ -340,8 +350,10 @@ class GRPOStage:
         if evaluations is not None:
             cluster.actor_trainer.with_training_hooks(evaluations)
         try:
-            with ctx.meshes.role("actor"):
-                learner.train(training_batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
+            batches = first_drawn(training_batches(budget.kept, cfg, ctx.seed, ctx.should_stop))
+            if batches is not None:  # None: a stop (time budget, signal) came before the first step
+                with ctx.meshes.role("actor"):
+                    learner.train(batches)
         finally:
             reward.close()
             ctx.progress.print(summary_table(reward.summary(), f"rewards of stage {ctx.name!r}"))

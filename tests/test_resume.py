@@ -229,3 +229,40 @@ def test_sigterm_stops_with_a_checkpoint(recipe, tmp_path):
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "interrupted" and state["reason"] == "SIGTERM"
     assert state["stages"]["sft"]["status"] == "interrupted"
+
+
+# an on_stage_start hook that asks the run to stop as the GRPO stage begins, before its first step
+STOP_AT_GRPO = '''
+import os
+import signal
+
+from reasonlab import hookimpl
+
+
+@hookimpl
+def on_stage_start(run, stage):
+    if stage.name == "grpo":
+        os.kill(os.getpid(), signal.SIGTERM)
+'''
+
+
+def test_a_stop_before_the_first_grpo_step_interrupts_cleanly(recipe, uninterrupted, tmp_path):
+    """Tunix's RL learner takes its first batch with a bare next(): a stop that ends the batches
+    before there is one must still be a clean, resumable interruption, not a StopIteration."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "stop_at_grpo.py").write_text(STOP_AT_GRPO)
+    runs = tmp_path / "runs"
+    stopped = reasonlab("--plugins-dir", plugins, "run", recipe, "--no-progress", "--runs-dir", runs,
+                        env={"WANDB_MODE": "disabled"})
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr and "reasonlab resume" in stopped.stderr
+    run_dir = next((runs / "relay").iterdir())
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "interrupted" and state["resumable"] is True
+    assert state["stages"]["sft"]["status"] == "done" and state["stages"]["grpo"]["status"] == "interrupted"
+    done = reasonlab("resume", run_dir, "--no-progress", env={"WANDB_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected, got = final_params(uninterrupted), final_params(run_dir)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
