@@ -120,7 +120,7 @@ def use_lean_reference(worker) -> None:
     worker.get_ref_per_token_logps = get_ref_per_token_logps
 
 
-def cluster_class(meshes, on_rollout, backbone_followers=()):
+def cluster_class(meshes, on_rollout, backbone_followers=(), group_size: int = 1):
     """Tunix's RLCluster, timing each rollout (``on_rollout(seconds, new_tokens)``).
 
     RLCluster also snapshots the whole actor after each weight sync (its "anchor", on the
@@ -133,7 +133,9 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
     and train step freed heap pages go back to the OS (``reasonlab.memory``). Its buffered
     rollout metrics are logged under the actor's step numbers (Tunix counts rollouts from
     0) and are written before each checkpoint
-    (``reasonlab.tunix_bridge.metrics_before_checkpoints``).
+    (``reasonlab.tunix_bridge.metrics_before_checkpoints``). With ``group_size`` > 1 the
+    vanilla rollout prefills each prompt of a group once, not once per generation
+    (``reasonlab.private_api.share_prompt_prefill``; the same tokens, benchmarks/README.md).
 
     On CPU with the rollout on other devices than the actor, its weight sync may also
     copy: ``RLCluster.sync_weights`` forbids explicit host<->device transfers on
@@ -159,6 +161,7 @@ def cluster_class(meshes, on_rollout, backbone_followers=()):
             if kwargs.get("reference") is not None:
                 use_lean_reference(self.inference_worker)
             self.drop_anchor_snapshot()
+            private_api.share_prompt_prefill(self.rollout, group_size)
             metrics_before_checkpoints(self.actor_trainer, self.write_buffered_metrics)
 
         def generate(self, *args, **kwargs):

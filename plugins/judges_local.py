@@ -35,7 +35,7 @@ class LocalJudge:
         if self.scoring not in ("text", "probabilities"):
             raise ValueError(f'judge option scoring must be "text" or "probabilities", got {self.scoring!r}')
         self._bundle = None
-        self._sampler = None
+        self._tunix_sampler = None
         self._lock = threading.Lock()  # one generation at a time on this model
         self.mesh = None
 
@@ -54,7 +54,7 @@ class LocalJudge:
         if self.mesh is not None:
             place_bundle(self._bundle, self.mesh)  # for presets that build their weights in place
         config = self._bundle.model.config
-        self._sampler = sampler_lib.Sampler(self._bundle.model, self._bundle.tokenizer, sampler_lib.CacheConfig(
+        self._tunix_sampler = sampler_lib.Sampler(self._bundle.model, self._bundle.tokenizer, sampler_lib.CacheConfig(
             cache_size=int(self.options.get("max_prompt_tokens", 512)) + int(self.options.get("max_tokens", 128)) + 8,
             num_layers=config.num_layers, num_kv_heads=config.num_kv_heads, head_dim=config.head_dim))
 
@@ -84,7 +84,7 @@ class LocalJudge:
         replies: list[str | None] = [None] * len(prompts)
         for start in range(0, len(fits), size):
             batch = [prompts[i] for i in fits[start: start + size]]
-            out = self._sampler(batch + [batch[-1]] * (size - len(batch)),
+            out = self._tunix_sampler(batch + [batch[-1]] * (size - len(batch)),
                                 max_generation_steps=int(self.options.get("max_tokens", 128)),
                                 max_prompt_length=limit, temperature=1.0, top_k=1, seed=0,
                                 eos_tokens=self._bundle.stop_ids or None)

@@ -55,6 +55,14 @@ USES = [
     *(PrivateUse(f"tunix.models.{family}.params", "_get_key_and_transform_mapping",
                  f"hf_key_mapping: export writes {family} weights back under the names and layouts Tunix loads")
       for family in ("qwen2", "qwen3", "llama3")),
+    PrivateUse("tunix.generate.sampler:Sampler", "_prefill_fn",
+               "shared_prompt_sampler: each distinct prompt of a GRPO group prefilled once"),
+    PrivateUse("tunix.generate.sampler:Sampler", "_sample",
+               "shared_prompt_sampler: the first token sampled for every row after the shared prefill"),
+    PrivateUse("tunix.generate.sampler:Sampler", "_compiled_prefill_fn",
+               "shared_prompt_sampler: the grouped or the plain prefill, per call", instance=True),
+    PrivateUse("tunix.rl.rollout.vanilla_rollout:VanillaRollout", "_sampler",
+               "share_prompt_prefill: the rollout's sampler is the shared-prompt one", instance=True),
     PrivateUse("tunix.models.gemma3.model:Gemma3", "__call__",
                "reclass: the class of Tunix's Gemma3 instance is swapped for a last-position prefill"),
     *(PrivateUse(f"tunix.models.{family}.model", "apply_rope",
@@ -189,6 +197,76 @@ def rl_cluster_base():
             self._anchor_policy_state = None
 
     return RLClusterBase
+
+
+def shared_prompt_sampler(sampler, group_size: int):
+    """The same Tunix sampler (its weights, compiled programs and state untouched) with a
+    prefill that runs each distinct prompt once when a call's prompts come as GRPO groups (each prompt
+    ``group_size`` times in a row, as the learner repeats them), then repeats the prompt's
+    KV cache and last logits for its rows before the first token is sampled per row. Rows
+    of a transformer never mix, so every row sees the cache a full prefill gives it; the
+    decode and all sampling are Tunix's. Any other call (ungrouped prompts, beam search,
+    logits kept, images, echo) takes Tunix's own prefill."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    from tunix.generate import sampler as sampler_lib
+
+    class SharedPromptSampler(sampler_lib.Sampler):
+        def group_prompts(self, group_size: int) -> None:
+            self.group_size = group_size
+            self._plain_prefill = self._compiled_prefill_fn
+            self._grouped_prefill = jax.jit(self._prefill_once_per_group, donate_argnums=(1,),
+                                            static_argnames=("echo",))
+
+        def __call__(self, input_strings, *args, **kwargs):
+            grouped = self.group_size > 1 and is_grouped(list(input_strings), self.group_size)
+            self._compiled_prefill_fn = self._grouped_prefill if grouped else self._plain_prefill
+            return super().__call__(input_strings, *args, **kwargs)
+
+        def _prefill_once_per_group(self, params, state, images=None, echo=True):
+            if (images is not None or echo or state.sampling_mode == "beam_search"
+                    or state.logits_buffer is not None):
+                return sampler_lib.Sampler._prefill_fn(self, params, state, images, echo)
+            group = self.group_size
+
+            def first_rows(x):
+                return x[::group]
+
+            def sample_for_every_row(logits, cache, eos, sampler_state):
+                del sampler_state  # the reduced one: only its cache changed in the prefill
+                cache = jax.tree.map(lambda x: jnp.repeat(x, group, axis=0), cache)
+                return sampler_lib.Sampler._sample(self, jnp.repeat(logits, group, axis=0), eos, cache,
+                                                   dataclasses.replace(state, cache=cache))
+
+            reduced = dataclasses.replace(
+                state, token_buffer=first_rows(state.token_buffer), positions=first_rows(state.positions),
+                done=first_rows(state.done), cache=jax.tree.map(first_rows, state.cache),
+                logprobs_buffer=None if state.logprobs_buffer is None else first_rows(state.logprobs_buffer))
+            self._sample = sample_for_every_row  # seen by the parent's prefill while this traces
+            try:
+                return sampler_lib.Sampler._prefill_fn(self, params, reduced, images, echo)
+            finally:
+                del self._sample
+
+    def is_grouped(prompts: list, group: int) -> bool:
+        return len(prompts) % group == 0 and prompts == [p for p in prompts[::group] for _ in range(group)]
+
+    sampler = reclass(sampler, SharedPromptSampler)
+    sampler.group_prompts(group_size)
+    return sampler
+
+
+def share_prompt_prefill(rollout, group_size: int) -> bool:
+    """Turn a Tunix vanilla rollout's sampler into ``shared_prompt_sampler``'s (the same
+    object); False (nothing changed) for any other engine or a group of one."""
+    from tunix.rl.rollout import vanilla_rollout
+
+    if type(rollout) is not vanilla_rollout.VanillaRollout or group_size < 2:
+        return False
+    shared_prompt_sampler(rollout._sampler, group_size)
+    return True
 
 
 def grpo_learner_base():
