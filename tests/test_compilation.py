@@ -20,6 +20,8 @@ def test_heavy_programs_compile_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     compiled = Counter(re.findall(r"Compiling jit\(([A-Za-z_0-9]+)\)", result.stderr))
     assert compiled["_train_step"] == 2  # SFT's (4 steps) and GRPO's (3 steps) trainers, once each
-    assert compiled["_prefill_fn"] == 1 and compiled["_decode_fn"] == 1  # rollouts of every step
+    # rollouts of every step; each prompt of a group prefilled once (GRPOConfig.shared_prefill)
+    assert compiled["_prefill_once_per_group"] == 1 and compiled["_prefill_fn"] == 0
+    assert compiled["_decode_fn"] == 1
     assert compiled["reference_logps"] == 1  # the reference log-probs of every step (reasonlab.logprobs)
     assert compiled["compute_per_token_logps"] == 0  # Tunix's full-vocabulary path is not used
