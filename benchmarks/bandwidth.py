@@ -28,6 +28,16 @@ def parameters() -> tuple[int, int]:
     return LAYERS * (attention + mlp), VOCAB * EMBED
 
 
+BYTES = {"bfloat16": 2, "float32": 4}
+
+
+def decode_bound(dtype: str, batch: int, bandwidth: float, peak: float) -> tuple[float, float]:
+    """(memory, compute) seconds of one decode step of ``batch`` sequences: every weight read
+    once at ``bandwidth`` bytes/s, 2 FLOPs per weight per sequence at ``peak`` FLOP/s."""
+    total = sum(parameters())
+    return total * BYTES[dtype] / bandwidth, 2 * total * batch / peak
+
+
 def triad_numpy(n: int, repeat: int = 5) -> float:
     """Bytes per second of a = b + s·c in float32, counting what numpy really moves: it makes two
     passes (c read, a written; then a and b read, a written), five arrays of n."""
@@ -72,10 +82,9 @@ def main() -> None:
     result = {"cpu": cpu_kind(), "bandwidth_bytes_per_s": bandwidth, "dot_flops": peaks,
               "parameters": {"backbone": backbone, "embedding": embedding}}
     best_bw = max(bandwidth.values())
-    for dtype, size in (("bfloat16", 2), ("float32", 4)):
-        weight_bytes = total * size
-        flops = 2 * total * args.batch
-        memory_s, compute_s = weight_bytes / best_bw, flops / peaks[dtype]
+    for dtype, size in BYTES.items():
+        weight_bytes, flops = total * size, 2 * total * args.batch
+        memory_s, compute_s = decode_bound(dtype, args.batch, best_bw, peaks[dtype])
         bound = max(memory_s, compute_s)
         tokens = args.batch / bound
         print(f"decode step, {args.batch} sequences, {dtype}: weights {weight_bytes / 1e9:.2f} GB -> "

@@ -18,10 +18,11 @@ import os
 import time
 
 from _common import dot_peak, write_result
-from bandwidth import parameters, triad_numpy
+from bandwidth import decode_bound, triad_numpy
 
 SAMPLING = {"top_k50_top_p0.9": {"top_k": 50, "top_p": 0.9}, "full": {"top_k": None, "top_p": 1.0},
             "greedy": {"top_k": 1, "top_p": None}}
+GROUP = 4  # generations per prompt, as the benchmark's GRPO stage
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--plain-prefill", action="store_true",
-                        help="Tunix's prefill of every row (default: each prompt once for its 4 rows, as GRPO does)")
+                        help=f"Tunix's prefill of every row (default: each prompt once for its {GROUP} rows, as GRPO does)")
     args = parser.parse_args()
 
     from reasonlab import private_api
@@ -46,15 +47,15 @@ def main() -> None:
     dtype = resolve_dtype(args.dtype)
     bundle = load(ModelSpec(preset="gemma3-270m", dtype=dtype))
     spec = DataSpec(source="arithmetic")
-    prompts = [render_prompt(r, spec) for r in generate(n=args.batch // 4 or 1, seed=11)]
-    prompts = [p for p in prompts for _ in range(4)][: args.batch]
+    prompts = [render_prompt(r, spec) for r in generate(n=args.batch // GROUP or 1, seed=11)]
+    prompts = [p for p in prompts for _ in range(GROUP)][: args.batch]
     sampling = SAMPLING[args.sampling]
 
     def best(new_tokens: int) -> tuple[float, int]:
         if new_tokens not in timers:
             timers[new_tokens] = Generator(bundle, 96, new_tokens, batch_size=args.batch)
             if not args.plain_prefill:
-                private_api.shared_prompt_sampler(timers[new_tokens].sampler, 4)
+                private_api.shared_prompt_sampler(timers[new_tokens].sampler, GROUP)
         generator = timers[new_tokens]
         times = []
         for attempt in range(args.repeat + 1):  # the first call compiles
@@ -67,12 +68,9 @@ def main() -> None:
     prefill, _ = best(1)
     total, generated = best(args.new_tokens)
     decode_step = (total - prefill) / (args.new_tokens - 1)
-    backbone, embedding = parameters()
-    size = 2 if dtype == "bfloat16" else 4
-    bound = max((backbone + embedding) * size / triad_numpy(64 * 2 ** 20),  # weights read once per step
-                2 * (backbone + embedding) * args.batch / dot_peak(dtype))  # 2 FLOPs per weight per row
+    bound = max(decode_bound(dtype, args.batch, triad_numpy(64 * 2 ** 20), dot_peak(dtype)))
     print(f"CPU: {cpu_kind()}; dtype {dtype}; sampling {args.sampling}; "
-          f"prefill {'plain' if args.plain_prefill else 'shared by each 4'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+          f"prefill {'plain' if args.plain_prefill else f'shared by each {GROUP}'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"prefill + first token: {prefill * 1000:.0f} ms; {args.new_tokens} tokens: {total:.2f} s "
           f"({generated} tokens decoded back)")
     print(f"decode step ({args.batch} sequences): {decode_step * 1000:.1f} ms = {args.batch / decode_step:.0f} tokens/s; "
