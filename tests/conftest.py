@@ -52,6 +52,29 @@ max_completion_tokens = 64
 """
 
 
+def run_tiny_grpo(directory: Path, log=lambda metrics, step: None, **config):
+    """A GRPO stage in this process on the tiny model with LoRA rank 4 (3 steps of 2 prompts,
+    format_strict; ``config`` overrides GRPOConfig's fields): (the bundle it started from, its result)."""
+    from reasonlab.mesh import stage_meshes
+    from reasonlab.modeling import apply_lora
+    from reasonlab.plugins import get_plugins
+    from reasonlab.progress import RunProgress
+    from reasonlab.schema import LoraSpec, MeshSpec, ModelSpec
+    from reasonlab.stage import StageContext
+    from reasonlab_plugins.models_tiny import load
+    from reasonlab_plugins.stage_grpo import GRPOConfig, GRPOStage
+
+    bundle = apply_lora(load(ModelSpec(preset="tiny")), LoraSpec(rank=4, alpha=8.0), seed=0)
+    config = GRPOConfig(**{"data": {"source": "arithmetic", "options": {"n": 16}}, "steps": 3, "batch_size": 2,
+                           "rewards": [{"name": "format_strict"}], "max_prompt_tokens": 64,
+                           "max_completion_tokens": 16, **config})
+    ctx = StageContext(name="grpo", kind="grpo", config=config, recipe=None, model=bundle, dir=directory, seed=0,
+                       plugins=get_plugins(), log=log, progress=RunProgress(False),
+                       meshes=stage_meshes(MeshSpec(), None, "stages.grpo"))
+    with ctx.meshes.main:
+        return bundle, GRPOStage().run(ctx)
+
+
 def reasonlab(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the installed CLI in a subprocess (as a user would)."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reasonlab.mesh import stage_meshes
-from reasonlab.modeling import apply_lora
-from reasonlab.plugins import get_plugins
-from reasonlab.progress import RunProgress
-from reasonlab.schema import LoraSpec, MeshSpec, ModelSpec
-from reasonlab.stage import StageContext
-from reasonlab_plugins.models_tiny import load
-from reasonlab_plugins.stage_grpo import GRPOConfig, GRPOStage
+from conftest import run_tiny_grpo
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +30,7 @@ def test_reference_keeps_sharing_the_actors_backbone(tmp_path, monkeypatch, refe
         clusters.append(self)
 
     monkeypatch.setattr(rl_cluster.RLCluster, "__init__", remember)
-    bundle = apply_lora(load(ModelSpec(preset="tiny")), LoraSpec(rank=4, alpha=8.0), seed=0)
-    config = GRPOConfig(data={"source": "arithmetic", "options": {"n": 16}}, steps=3, batch_size=2,
-                        num_generations=2, reference=reference, rewards=[{"name": "format_strict"}],
-                        max_prompt_tokens=64, max_completion_tokens=16)
-    ctx = StageContext(name="grpo", kind="grpo", config=config, recipe=None, model=bundle, dir=tmp_path, seed=0,
-                       plugins=get_plugins(), log=lambda m, s: None, progress=RunProgress(False),
-                       meshes=stage_meshes(MeshSpec(), None, "stages.grpo"))
-    with ctx.meshes.main:
-        result = GRPOStage().run(ctx)
+    bundle, result = run_tiny_grpo(tmp_path, num_generations=2, reference=reference)
     assert result.metrics["steps"] == 3
     (cluster,) = clusters
     reference_model = cluster.inference_worker.get_model("reference")

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import run_tiny_grpo
 from reasonlab import private_api
-from reasonlab.mesh import stage_meshes
-from reasonlab.modeling import apply_lora
-from reasonlab.plugins import get_plugins
-from reasonlab.progress import RunProgress
-from reasonlab.schema import LoraSpec, MeshSpec, ModelSpec
-from reasonlab.stage import StageContext
+from reasonlab.schema import ModelSpec
 from reasonlab_plugins.models_tiny import load
-from reasonlab_plugins.stage_grpo import GRPOConfig, GRPOStage
 
 pytestmark = pytest.mark.slow
 
@@ -56,19 +51,11 @@ def run_grpo(tmp_path, shared_prefill: bool, monkeypatch) -> tuple[list, list]:
     original = private_api.share_prompt_prefill
     monkeypatch.setattr(private_api, "share_prompt_prefill",
                         lambda *args: taken.append(original(*args)) or taken[-1])
-    bundle = apply_lora(load(ModelSpec(preset="tiny")), LoraSpec(rank=4, alpha=8.0), seed=0)
-    config = GRPOConfig(data={"source": "arithmetic", "options": {"n": 16}}, steps=3, batch_size=2,
-                        num_generations=4, reference="base", rewards=[{"name": "format_strict"}],
-                        max_prompt_tokens=64, max_completion_tokens=16, temperature=0.9, top_k=50, top_p=0.9,
-                        shared_prefill=shared_prefill)
     records = []
-    ctx = StageContext(name="grpo", kind="grpo", config=config, recipe=None, model=bundle,
-                       dir=tmp_path / str(shared_prefill), seed=0, plugins=get_plugins(),
-                       log=lambda metrics, step: records.append((step, metrics)), progress=RunProgress(False),
-                       meshes=stage_meshes(MeshSpec(), None, "stages.grpo"))
-    ctx.dir.mkdir()
-    with ctx.meshes.main:
-        GRPOStage().run(ctx)
+    directory = tmp_path / str(shared_prefill)
+    directory.mkdir()
+    run_tiny_grpo(directory, log=lambda metrics, step: records.append((step, metrics)), num_generations=4,
+                  reference="base", temperature=0.9, top_k=50, top_p=0.9, shared_prefill=shared_prefill)
     numbers = sorted((step, key, round(float(value), 5)) for step, metrics in records for key, value in metrics.items()
                      if key.startswith(("train/rewards", "train/completions", "train/loss", "train/actor/entropy"))
                      and isinstance(value, (int, float)))
